@@ -5,10 +5,13 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #b66d4fbc
-from . import dicom as _dicom, meta as _meta, synth as _synth
+# %% ../nbs/99_all.ipynb #a193ebe6
+from . import cache as _cache, dicom as _dicom, meta as _meta, synth as _synth, transforms as _transforms, window as _window
+from .cache import *
 from .dicom import *
 from .meta import *
 from .synth import *
+from .transforms import *
+from .window import *
 
-__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__]
+__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__]
