@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #a193ebe6
+# %% ../nbs/99_all.ipynb #b9801a26
 from . import cache as _cache, dicom as _dicom, meta as _meta, synth as _synth, transforms as _transforms, window as _window
 from .cache import *
 from .dicom import *

@@ -99,3 +99,20 @@ def test_changed_settings_are_refused_then_rebuilt(competition, tmp_path):
     assert kit('preprocess', competition['train_images'], tmp_path / 'c', '--size', 48, '--workers', 0, '--rebuild').returncode == 0
     sizes = {Image.open(p).size for p in (tmp_path / 'c').rglob('*.png')}
     assert sizes == {(48, 48)}
+
+
+def _tree(folder) -> dict:
+    "Every path under `folder` with its size and modification time."
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob('*')}
+
+
+def test_source_is_never_written(competition, tmp_path):
+    "As on Kaggle's read-only /kaggle/input: nothing under SRC is created, changed or removed, in every format."
+    before = _tree(competition['train_images'])
+    for fmt in ('png', 'png16', 'npy'):
+        r = kit('preprocess', competition['train_images'], tmp_path / fmt, '--format', fmt, '--size', 32, '--workers', 2)
+        assert r.returncode == 0, r.stderr
+    assert _tree(competition['train_images']) == before
+    hu = pd.read_parquet(tmp_path / 'png16' / 'manifest.parquet')
+    assert (hu.status == 'ok').all() and (hu.offset == 32768).all()
+    assert np.load(next((tmp_path / 'npy').rglob('*.npy'))).shape == (3, 32, 32)
