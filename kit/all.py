@@ -5,13 +5,15 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #b9801a26
-from . import cache as _cache, dicom as _dicom, meta as _meta, synth as _synth, transforms as _transforms, window as _window
+# %% ../nbs/99_all.ipynb #16b9a93c
+from . import cache as _cache, data as _data, dicom as _dicom, meta as _meta, synth as _synth, train as _train, transforms as _transforms, window as _window
 from .cache import *
+from .data import *
 from .dicom import *
 from .meta import *
 from .synth import *
+from .train import *
 from .transforms import *
 from .window import *
 
-__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__]
+__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__]

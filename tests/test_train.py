@@ -1,0 +1,92 @@
+"Training as a user runs it: a model that learns, the run folder, offline weights, two processes under accelerate."
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import timm
+import torch
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from kit.cache import preprocess
+from kit.data import read_labels
+from kit.synth import make_competition
+from kit.train import WeightsError, make_learner, train
+
+KIT = str(Path(sys.executable).with_name('kit'))
+
+
+@pytest.mark.slow
+def test_small_model_learns_on_the_cpu(tmp_path):
+    "A resnet18 from scratch, a couple of minutes on 2 cores: held-out AUC of `any` well above chance."
+    comp = make_competition(tmp_path / 'comp', n_patients=48, slices=8, size=128, seed=1, workers=2)
+    preprocess(comp['train_images'], tmp_path / 'cache', size=64, workers=2, progress=False)
+    preprocess(comp['test_images'], tmp_path / 'cache_test', size=64, workers=2, progress=False)
+    train(comp['train_images'], comp['train'], tmp_path / 'run', size=64, epochs=10, bs=32, lr=3e-3, cache=tmp_path / 'cache', workers=2)
+    from fastai.learner import load_learner
+    learn = load_learner(tmp_path / 'run' / 'model.pkl')
+    man = pd.read_parquet(tmp_path / 'cache_test' / 'manifest.parquet')
+    preds, _ = learn.get_preds(dl=learn.dls.test_dl(man.output.tolist()))
+    truth = read_labels(comp['solution']).set_index('image').loc[[Path(s).stem for s in man.source], 'any']
+    auc = roc_auc_score(truth, preds[:, list(learn.dls.vocab).index('any')].numpy())
+    assert auc > 0.75, auc
+
+
+def test_kit_train_writes_the_run_folder(competition, tmp_path):
+    r = subprocess.run([KIT, 'train', competition['train_images'], '--labels', competition['train'], '--out', tmp_path / 'run',
+                        '--size', '32', '--epochs', '2', '--bs', '4', '--n-folds', '3', '--workers', '0'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / 'run'
+    assert len(pd.read_csv(run / 'metrics.csv')) == 2
+    config = yaml.safe_load((run / 'config.yaml').read_text())
+    assert config['arch'] == 'resnet18' and config['task'] == 'multi' and config['n_valid'] > 0
+    folds = pd.read_csv(run / 'folds.csv')
+    assert folds.groupby('PatientID').fold.nunique().eq(1).all()
+    oof = pd.read_csv(run / 'oof.csv')
+    assert set(oof.image) == set(folds.image[folds.fold == 0]) and 'pred_any' in oof
+    assert 'best epoch' in r.stderr
+
+
+def _dls(competition, tmp_path):
+    from kit.data import dicom_dataloaders
+    from kit.train import prepare
+    table, cols, task = prepare(competition['train_images'], competition['train'], tmp_path, 3, workers=0)
+    return dicom_dataloaders(table, cols, task, 0, size=32, bs=4, num_workers=0), cols
+
+
+def test_local_weights_are_loaded(competition, tmp_path):
+    "Offline weights from a file (a Kaggle dataset): the backbone starts from them."
+    ref = timm.create_model('resnet18', pretrained=False)
+    torch.save(ref.state_dict(), tmp_path / 'resnet18.pth')
+    dls, cols = _dls(competition, tmp_path)
+    learn = make_learner(dls, 'resnet18', 'multi', cols, weights=tmp_path)
+    assert torch.equal(learn.model[0].model.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
+
+
+def test_missing_weights_fail_in_one_clear_error(competition, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)  # HF_HUB_OFFLINE=1, as in an internet-off kernel
+    dls, cols = _dls(competition, tmp_path)
+    with pytest.raises(WeightsError, match='cannot load pretrained weights for resnet18.*weights=FILE'):
+        make_learner(dls, 'resnet18', 'multi', cols, pretrained=True)
+    with pytest.raises(WeightsError, match='no weights for resnet18'):
+        make_learner(dls, 'resnet18', 'multi', cols, weights=tmp_path / 'nothing_here')
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate(competition, tmp_path):
+    "Distributed data parallel with two CPU processes (gloo), launched by the command that runs two T4s."
+    accelerate = Path(sys.executable).with_name('accelerate')
+    cmd = [accelerate, 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
+           '--dynamo_backend', 'no', KIT, 'train', competition['train_images'], '--labels', competition['train'],
+           '--out', tmp_path / 'run', '--size', '32', '--epochs', '2', '--bs', '4', '--n-folds', '3', '--workers', '0']
+    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / 'run' / 'model.pkl').exists() and len(pd.read_csv(tmp_path / 'run' / 'metrics.csv')) == 2
+    assert 'process 0 of 2: DistributedType.MULTI_CPU' in r.stderr and 'process 1 of 2: DistributedType.MULTI_CPU' in r.stderr, r.stderr[-2000:]
+    assert r.stderr.count('best epoch') == 1, 'one process writes the run'
+    oof, folds = pd.read_csv(tmp_path / 'run' / 'oof.csv'), pd.read_csv(tmp_path / 'run' / 'folds.csv')
+    assert sorted(oof.image) == sorted(folds.image[folds.fold == 0]), 'every validation image once, no padding duplicates'
