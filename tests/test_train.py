@@ -90,3 +90,10 @@ def test_two_processes_under_accelerate(competition, tmp_path):
     assert r.stderr.count('best epoch') == 1, 'one process writes the run'
     oof, folds = pd.read_csv(tmp_path / 'run' / 'oof.csv'), pd.read_csv(tmp_path / 'run' / 'folds.csv')
     assert sorted(oof.image) == sorted(folds.image[folds.fold == 0]), 'every validation image once, no padding duplicates'
+
+
+def test_learning_rate_from_lr_find(competition, tmp_path):
+    "lr='auto' runs fastai's lr_find and records the rate it chose."
+    train(competition['train_images'], competition['train'], tmp_path / 'run', size=32, epochs=1, bs=4, n_folds=3, lr='auto', workers=0)
+    lr = yaml.safe_load((tmp_path / 'run' / 'config.yaml').read_text())['lr']
+    assert 1e-7 < lr < 10 and lr != 2e-3
