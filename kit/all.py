@@ -5,15 +5,17 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #16b9a93c
-from . import cache as _cache, data as _data, dicom as _dicom, meta as _meta, synth as _synth, train as _train, transforms as _transforms, window as _window
+# %% ../nbs/99_all.ipynb #bcd32272
+from . import cache as _cache, data as _data, dicom as _dicom, infer as _infer, meta as _meta, submit as _submit, synth as _synth, train as _train, transforms as _transforms, window as _window
 from .cache import *
 from .data import *
+from .infer import *
 from .dicom import *
 from .meta import *
+from .submit import *
 from .synth import *
 from .train import *
 from .transforms import *
 from .window import *
 
-__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__]
+__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__, *_infer.__all__, *_submit.__all__]

@@ -1,0 +1,63 @@
+"From a competition folder to a checked submission.csv through the command line, scored like the competition."
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+KIT = str(Path(sys.executable).with_name('kit'))
+
+
+def kit(*args):
+    "Run the installed `kit` console script; fail with its stderr when it fails."
+    r = subprocess.run([KIT, *map(str, args)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def rsna_log_loss(sub, solution, prior=None) -> float:
+    "RSNA ICH's metric: log loss over the long rows, `any` rows weighted 2 (or of the constant `prior` per label)."
+    df = solution.merge(sub, on='ID', suffixes=('', '_pred'))
+    assert len(df) == len(solution)
+    label = df.ID.str.rsplit('_', n=1).str[1]
+    p = label.map(prior).values if prior is not None else df.Label_pred.values
+    p, y, w = np.clip(p, 1e-7, 1 - 1e-7), df.Label.values, np.where(label == 'any', 2., 1.)
+    return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / w.sum())
+
+
+@pytest.mark.slow
+def test_train_predict_validate_beats_the_prior(tmp_path):
+    kit('-q', 'synth', tmp_path / 'comp', '--patients', 48, '--size', 128, '--workers', 2)
+    comp = tmp_path / 'comp'
+    for split in ('train', 'test'): kit('-q', 'preprocess', comp / f'{split}_images', tmp_path / f'cache_{split}', '--size', 64)
+    kit('-q', 'train', comp / 'train_images', '--labels', comp / 'train.csv', '--cache', tmp_path / 'cache_train', '--size', 64,
+        '--epochs', 10, '--lr', '3e-3', '--out', tmp_path / 'run', '--workers', 2)
+    r = kit('predict', '--model', tmp_path / 'run', '--data', comp / 'test_images', '--cache', tmp_path / 'cache_test',
+            '--sample', comp / 'sample_submission.csv', '-o', tmp_path / 'submission.csv', '--workers', 2)
+    assert 'valid' in r.stderr
+    kit('validate', tmp_path / 'submission.csv', '--sample', comp / 'sample_submission.csv')
+    sub, solution = pd.read_csv(tmp_path / 'submission.csv'), pd.read_csv(comp / 'solution.csv')
+    assert sub.ID.tolist() == pd.read_csv(comp / 'sample_submission.csv').ID.tolist()
+    train = pd.read_csv(comp / 'train.csv')
+    prior = train.groupby(train.ID.str.rsplit('_', n=1).str[1]).Label.mean().to_dict()
+    ours, baseline = rsna_log_loss(sub, solution), rsna_log_loss(sub, solution, prior)
+    print(f'weighted log loss: kit {ours:.4f}, label prior {baseline:.4f}')
+    assert ours < baseline, (ours, baseline)
+
+
+def test_validate_catches_each_planted_fault(tmp_path):
+    sample = pd.DataFrame({'ID': [f'ID_{i}_{l}' for i in range(5) for l in ('epidural', 'any')], 'Label': 0.5})
+    sample.to_csv(tmp_path / 'sample.csv', index=False)
+    good = sample.assign(Label=np.linspace(0, 1, len(sample)))
+    faults = {'missing id': good.iloc[1:], 'extra id': pd.concat([good, good.iloc[:1].assign(ID='ID_9_any')]),
+              'duplicate': pd.concat([good, good.iloc[:1]]), 'NaN': good.assign(Label=[np.nan] + [0.1] * 9),
+              'value > 1': good.assign(Label=[1.2] + [0.1] * 9), 'column order': good[['Label', 'ID']]}
+    good.to_csv(tmp_path / 'good.csv', index=False)
+    assert subprocess.run([KIT, 'validate', tmp_path / 'good.csv', '--sample', tmp_path / 'sample.csv']).returncode == 0
+    for name, bad in faults.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.csv"
+        bad.to_csv(path, index=False)
+        r = subprocess.run([KIT, 'validate', path, '--sample', tmp_path / 'sample.csv'], capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr.strip() and 'Traceback' not in r.stderr, (name, r.stderr)
