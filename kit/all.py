@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #bcd32272
-from . import cache as _cache, data as _data, dicom as _dicom, infer as _infer, meta as _meta, submit as _submit, synth as _synth, train as _train, transforms as _transforms, window as _window
+# %% ../nbs/99_all.ipynb #d5fbc304
+from . import cache as _cache, data as _data, dicom as _dicom, infer as _infer, kaggle_tools as _kaggle_tools, meta as _meta, submit as _submit, synth as _synth, train as _train, transforms as _transforms, window as _window
 from .cache import *
 from .data import *
 from .infer import *
+from .kaggle_tools import *
 from .dicom import *
 from .meta import *
 from .submit import *
@@ -18,4 +19,4 @@ from .train import *
 from .transforms import *
 from .window import *
 
-__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__, *_infer.__all__, *_submit.__all__]
+__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__, *_infer.__all__, *_submit.__all__, *_kaggle_tools.__all__]

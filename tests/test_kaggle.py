@@ -1,0 +1,68 @@
+"`kit submit` with the real kaggle client against a local stand-in for Kaggle's API."
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kaggle_server import KaggleStandIn, kaggle_stand_in
+
+KIT = str(Path(sys.executable).with_name('kit'))
+
+
+@pytest.fixture
+def files(tmp_path):
+    "A valid submission, its sample, and an environment pointing the client at the stand-in (no kaggle.json)."
+    sample = pd.DataFrame({'ID': ['ID_a_any', 'ID_b_any'], 'Label': 0.5})
+    sample.to_csv(tmp_path / 'sample.csv', index=False)
+    sample.assign(Label=[0.1, 0.9]).to_csv(tmp_path / 'submission.csv', index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KAGGLE_')}
+    env.update(KAGGLE_API_ENVIRONMENT='TEST', KAGGLE_USERNAME=KaggleStandIn.user, KAGGLE_KEY=KaggleStandIn.key,
+               HOME=str(tmp_path), KAGGLE_CONFIG_DIR=str(tmp_path / '.kaggle'))
+    return tmp_path, env
+
+
+def kit_submit(tmp_path, env, competition='kit-demo', *extra):
+    "Run `kit submit` on the fixture's files."
+    return subprocess.run([KIT, 'submit', tmp_path / 'submission.csv', '--competition', competition, '-m', 'fold 0',
+                           '--sample', tmp_path / 'sample.csv', *extra], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_submission_reaches_kaggle_byte_for_byte(files):
+    tmp_path, env = files
+    with kaggle_stand_in() as server:
+        r = kit_submit(tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    assert 'Successfully submitted to kit-demo' in r.stderr
+    assert server.submissions == [dict(competition='kit-demo', description='fold 0', content=(tmp_path / 'submission.csv').read_bytes())]
+
+
+@pytest.mark.parametrize('case, words', [('rules-not-accepted', 'accept the competition rules'),
+                                         ('no-such-competition', "unknown competition 'no-such-competition'"),
+                                         ('bad-key', 'refused the credentials')])
+def test_refusals_are_one_clear_line(files, case, words):
+    tmp_path, env = files
+    if case == 'bad-key': env = {**env, 'KAGGLE_KEY': 'wrong'}
+    with kaggle_stand_in() as server:
+        r = kit_submit(tmp_path, env, 'kit-demo' if case == 'bad-key' else case)
+    assert r.returncode == 1 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert server.submissions == []
+
+
+def test_no_network_and_no_credentials(files):
+    tmp_path, env = files
+    r = kit_submit(tmp_path, env)  # no server listening
+    assert r.returncode == 1 and 'cannot reach Kaggle' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    env = {k: v for k, v in env.items() if k not in ('KAGGLE_USERNAME', 'KAGGLE_KEY')}
+    r = kit_submit(tmp_path, env)
+    assert r.returncode == 1 and 'no Kaggle credentials' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_invalid_file_is_never_sent(files):
+    tmp_path, env = files
+    pd.DataFrame({'ID': ['ID_a_any'], 'Label': [0.1]}).to_csv(tmp_path / 'submission.csv', index=False)
+    with kaggle_stand_in() as server:
+        r = kit_submit(tmp_path, env)
+    assert r.returncode == 1 and 'nothing sent' in r.stderr and server.submissions == [], r.stderr
