@@ -40,7 +40,7 @@ def test_usage_errors_exit_2(tmp_path):
 
 def test_every_command_has_help_with_an_example():
     assert kit('--help').returncode == 0
-    for cmd in ('meta', 'preprocess', 'train', 'predict', 'validate', 'synth'):
+    for cmd in ('meta', 'preprocess', 'train', 'predict', 'validate', 'submit', 'wheels', 'kernel', 'synth'):
         r = kit(cmd, '--help')
         assert r.returncode == 0 and 'Example: kit ' + cmd in ' '.join(r.stdout.split())
 

@@ -66,3 +66,26 @@ def test_invalid_file_is_never_sent(files):
     with kaggle_stand_in() as server:
         r = kit_submit(tmp_path, env)
     assert r.returncode == 1 and 'nothing sent' in r.stderr and server.submissions == [], r.stderr
+
+
+def test_wheels_install_offline_in_a_fresh_environment(tmp_path):
+    "kit's wheel from `kit wheels` installs with --no-index, as in an internet-off kernel, and brings the `kit` command."
+    r = subprocess.run([KIT, 'wheels', tmp_path / 'kit-wheels', '--no-download'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    install = (tmp_path / 'kit-wheels' / 'INSTALL.txt').read_text().split()
+    assert install[:5] == ['pip', 'install', '--no-index', '--find-links', '/kaggle/input/kit-wheels'] and install[5] == 'kit'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', tmp_path / 'venv'], check=True)
+    r = subprocess.run([sys.executable, '-m', 'pip', '--python', tmp_path / 'venv' / 'bin' / 'python', 'install', '-q', '--no-index',
+                        '--no-deps', '--find-links', tmp_path / 'kit-wheels', 'kit'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'venv' / 'bin' / 'kit').exists() and list((tmp_path / 'venv').rglob('site-packages/kit/dicom.py'))
+
+
+def test_kernel_folder_and_push_errors(files):
+    tmp_path, env = files
+    r = subprocess.run([KIT, 'kernel', 'init', tmp_path / 'k', '--user', 'me', '--competition', 'kit-demo', '--models', 'kit-models/fold_0'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / 'k' / 'kernel.ipynb').exists() and (tmp_path / 'k' / 'kernel-metadata.json').exists()
+    env = {k: v for k, v in env.items() if k not in ('KAGGLE_USERNAME', 'KAGGLE_KEY')}
+    r = subprocess.run([KIT, 'kernel', 'push', tmp_path / 'k'], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and 'no Kaggle credentials' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
