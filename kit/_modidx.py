@@ -36,6 +36,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                           'kit.data.infer_task': ('data.html#infer_task', 'kit/data.py'),
                           'kit.data.is_long_format': ('data.html#is_long_format', 'kit/data.py'),
                           'kit.data.label_table': ('data.html#label_table', 'kit/data.py'),
+                          'kit.data.n_workers': ('data.html#n_workers', 'kit/data.py'),
                           'kit.data.patient_folds': ('data.html#patient_folds', 'kit/data.py'),
                           'kit.data.read_labels': ('data.html#read_labels', 'kit/data.py')},
             'kit.dicom': { 'kit.dicom.DicomError': ('dicom.html#dicomerror', 'kit/dicom.py'),

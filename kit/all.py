@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #be8c4c11
+# %% ../nbs/99_all.ipynb #41906d33
 from . import cache as _cache, data as _data, dicom as _dicom, infer as _infer, kaggle_tools as _kaggle_tools, meta as _meta, submit as _submit, synth as _synth, train as _train, transforms as _transforms, window as _window
 from .cache import *
 from .data import *
