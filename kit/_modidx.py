@@ -83,7 +83,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'kit.infer.load_run': ('infer.html#load_run', 'kit/infer.py'),
                            'kit.infer.predict': ('infer.html#predict', 'kit/infer.py')},
             'kit.kaggle_tools': { 'kit.kaggle_tools.KaggleError': ('kaggle_tools.html#kaggleerror', 'kit/kaggle_tools.py'),
-                                  'kit.kaggle_tools._clients': ('kaggle_tools.html#_clients', 'kit/kaggle_tools.py'),
+                                  'kit.kaggle_tools._api': ('kaggle_tools.html#_api', 'kit/kaggle_tools.py'),
                                   'kit.kaggle_tools._explain': ('kaggle_tools.html#_explain', 'kit/kaggle_tools.py'),
                                   'kit.kaggle_tools._kernel_notebook': ('kaggle_tools.html#_kernel_notebook', 'kit/kaggle_tools.py'),
                                   'kit.kaggle_tools._offline_install': ('kaggle_tools.html#_offline_install', 'kit/kaggle_tools.py'),

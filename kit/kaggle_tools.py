@@ -44,19 +44,27 @@ def _secrets_to_env():
         for name in ('KAGGLE_USERNAME', 'KAGGLE_KEY'): os.environ.setdefault(name, secrets.get_secret(name))
     except Exception: pass  # no secrets attached: the client says which credentials are missing
 
-def _clients():
-    "The authenticated `KaggleApi` and a `KaggleClient` for the environment's endpoint."
+def _api():
+    "The official `KaggleApi`, authenticated, on the endpoint `KAGGLE_API_ENVIRONMENT` names (Kaggle's own when unset)."
     _secrets_to_env()
     from kaggle.api.kaggle_api_extended import KaggleApi
     from kagglesdk import KaggleClient
-    api = KaggleApi()
+    from kagglesdk.kaggle_env import get_env
+
+    class EnvKaggleApi(KaggleApi):
+        "`KaggleApi` whose requests go where `KaggleClient` sends them: it pins production, the SDK honours the environment."
+        def build_kaggle_client(self):
+            cfg = self.config_values
+            return KaggleClient(env=get_env(), username=cfg.get(self.CONFIG_NAME_USER), password=cfg.get(self.CONFIG_NAME_KEY),
+                                api_token=cfg.get(self.CONFIG_NAME_TOKEN), response_processor=self.get_response_processor())
+
+    api = EnvKaggleApi()
     try:
         with redirect_stdout(io.StringIO()): api.authenticate()  # it prints a help page and exits when credentials are missing
     except (OSError, ValueError, SystemExit):
         raise KaggleError('no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, put kaggle.json in ~/.kaggle, '
                           'or add them as kernel secrets') from None
-    cfg = api.config_values
-    return api, KaggleClient(username=cfg.get('username'), password=cfg.get('key'), api_token=cfg.get('token'))
+    return api
 
 # %% ../nbs/10_kaggle_tools.ipynb #e2d1dd9a
 def _explain(exc, competition) -> KaggleError:
@@ -73,26 +81,16 @@ def _explain(exc, competition) -> KaggleError:
 # %% ../nbs/10_kaggle_tools.ipynb #16282847
 def submit(file, competition, message='', sample=None) -> str:
     "Submit `file` to `competition` after checking it against `sample`; return Kaggle's answer."
-    from kaggle.models.kaggle_models_extended import ResumableUploadResult
-    from kagglesdk.competitions.types.competition_api_service import ApiCreateSubmissionRequest, ApiStartSubmissionUploadRequest
     file = Path(file)
     if not file.is_file(): raise KaggleError(f'{file}: no such file')
     problems = validate_submission(file, sample) if sample is not None else []
     if problems: raise KaggleError(f'{file} is not a valid submission, nothing sent: {problems[0]}' + (f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''))
-    api, client = _clients()
+    api = _api()
     try:
-        with client:
-            start = ApiStartSubmissionUploadRequest()
-            start.competition_name, start.file_name = competition, file.name
-            start.content_length, start.last_modified_epoch_seconds = file.stat().st_size, int(file.stat().st_mtime)
-            upload = client.competitions.competition_api_client.start_submission_upload(start)
-            if api.upload_complete(str(file), upload.create_url, quiet=True) != ResumableUploadResult.COMPLETE:
-                raise KaggleError(f'upload of {file} failed')
-            create = ApiCreateSubmissionRequest()
-            create.competition_name, create.blob_file_tokens, create.submission_description = competition, upload.token, message
-            return client.competitions.competition_api_client.create_submission(create).message
-    except KaggleError: raise
+        with redirect_stdout(io.StringIO()): res = api.competition_submit(str(file), message, competition, quiet=True)
     except Exception as e: raise _explain(e, competition) from None
+    if res.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE: raise KaggleError(f'upload of {file} failed')
+    return res.message
 
 # %% ../nbs/10_kaggle_tools.ipynb #3dd27338
 KERNEL_EXTRAS = ('pydicom>=3.0', 'pylibjpeg>=2.0', 'pylibjpeg-openjpeg>=2.0', 'pylibjpeg-libjpeg>=2.1', 'pylibjpeg-rle', 'pyjpegls')
@@ -154,10 +152,12 @@ def kernel_folder(out, user, competition, wheels, models, test_dir='test_images'
 # %% ../nbs/10_kaggle_tools.ipynb #5adcf145
 def push_kernel(folder) -> str:
     "Push a kernel folder (kernel-metadata.json and its code) with the official client; one-line errors."
-    api, _ = _clients()
     meta = json.loads((Path(folder) / 'kernel-metadata.json').read_text())
+    api = _api()
     try:
         with redirect_stdout(io.StringIO()): res = api.kernels_push(str(folder))
+    except ValueError as e: raise KaggleError(f'{folder}: {e}') from None
     except Exception as e: raise _explain(e, meta.get('id')) from None
-    if getattr(res, 'error', None): raise KaggleError(f"kernel push of {meta.get('id')} failed: {res.error}")
-    return f"pushed {meta.get('id')}: {getattr(res, 'url', '')}"
+    bad = [s for f in ('invalid_dataset_sources', 'invalid_competition_sources', 'invalid_kernel_sources') for s in getattr(res, f, None) or []]
+    if res.error or bad: raise KaggleError(f"kernel push of {meta.get('id')} failed: {res.error or 'unknown sources ' + ', '.join(bad)}")
+    return f"pushed {meta.get('id')} version {res.version_number}: {res.url}"

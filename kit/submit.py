@@ -22,10 +22,10 @@ __all__ = ['SUBMISSION_FORMATS', 'split_long_ids', 'long_submission', 'wide_subm
 def split_long_ids(ids, labels) -> tuple[pd.Series, pd.Series]:
     "`<id>_<label>` strings split into id and label, the label being one of `labels` (matched from the end)."
     ids = pd.Series(ids, dtype=str)
-    by_len = sorted(labels, key=len, reverse=True)
-    lab = ids.map(lambda s: next((l for l in by_len if s.endswith('_' + l)), None))
+    lab = pd.Series(None, index=ids.index, dtype=object)
+    for l in sorted(labels, key=len): lab[ids.str.endswith('_' + l)] = l  # longer labels last: `_patient_overall` beats `_overall`
     if lab.isna().any(): raise ValueError(f"id {ids[lab.isna()].iloc[0]!r} ends with none of the labels {', '.join(labels)}")
-    return pd.Series([s[:-len(l) - 1] for s, l in zip(ids, lab)], index=ids.index), lab
+    return pd.Series([s[:-len(l) - 1] for s, l in zip(ids.tolist(), lab.tolist())], index=ids.index), lab
 
 # %% ../nbs/09_submit.ipynb #ab44c6fe
 def long_submission(preds, sample, key='image') -> pd.DataFrame:
@@ -36,7 +36,7 @@ def long_submission(preds, sample, key='image') -> pd.DataFrame:
     table = preds.set_index(key)
     missing = sorted(set(ids) - set(table.index))
     if missing: raise ValueError(f'{len(missing)} ids of the sample have no prediction, e.g. {missing[0]}')
-    values = table.to_numpy()[table.index.get_indexer(ids), [labels.index(l) for l in labs]]
+    values = table.to_numpy()[table.index.get_indexer(ids), labs.map({l: i for i, l in enumerate(labels)}).to_numpy()]
     return pd.DataFrame({id_col: sample[id_col].values, val_col: values})
 
 def wide_submission(preds, sample, key='image') -> pd.DataFrame:
@@ -84,7 +84,8 @@ def _meta_key(*cols):
     "A key function joining metadata columns `cols` with '_', per image id (file stem)."
     def key(meta):
         from pathlib import Path
-        return pd.Series(meta[list(cols)].astype(str).agg('_'.join, axis=1).values, index=meta.fname.map(lambda f: Path(f).stem))
+        key = meta[cols[0]].astype(str).str.cat([meta[c].astype(str) for c in cols[1:]], sep='_')
+        return pd.Series(key.to_numpy(), index=[Path(f).stem for f in meta.fname.tolist()])
     return key
 
 for _f in (SubmissionFormat('auto', description='long or wide, read from the sample; one row per image'),

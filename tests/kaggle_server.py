@@ -1,4 +1,4 @@
-"A stand-in for Kaggle's API on 127.0.0.1:7777 (the client's KAGGLE_API_ENVIRONMENT=TEST endpoint): just a submission's calls."
+"A stand-in for Kaggle's API on 127.0.0.1:7777 (the client's KAGGLE_API_ENVIRONMENT=TEST endpoint): a submission's calls and a kernel push."
 import base64
 import json
 import threading
@@ -9,7 +9,7 @@ PORT = 7777
 
 
 class KaggleStandIn(BaseHTTPRequestHandler):
-    "StartSubmissionUpload, the upload PUT, CreateSubmission; credentials and competitions checked as Kaggle does."
+    "StartSubmissionUpload, the upload PUT, CreateSubmission and SaveKernel; credentials and competitions checked as Kaggle does."
     user, key = 'kituser', '0123456789abcdef'
     competitions = {'kit-demo': 'open', 'rules-not-accepted': 'rules'}
 
@@ -29,6 +29,7 @@ class KaggleStandIn(BaseHTTPRequestHandler):
         req = json.loads(self._body() or b'{}')
         expected = 'Basic ' + base64.b64encode(f'{self.user}:{self.key}'.encode()).decode()
         if self.headers.get('Authorization') != expected: return self._reply(401, {'code': 401, 'message': 'Unauthenticated'})
+        if self.path.endswith('/SaveKernel'): return self._save_kernel(req)
         state = self.competitions.get(req.get('competitionName'))
         if state is None: return self._reply(404, {'code': 404, 'message': 'Competition not found'})
         if state == 'rules': return self._reply(403, {'code': 403, 'message': 'You must accept this competition\'s rules'})
@@ -44,6 +45,14 @@ class KaggleStandIn(BaseHTTPRequestHandler):
             return self._reply(200, {'message': 'Successfully submitted to ' + req['competitionName'], 'ref': len(self.server.submissions)})
         self._reply(404, {'code': 404, 'message': 'no such call'})
 
+    def _save_kernel(self, req):
+        "Keep the pushed kernel; unknown competitions come back in the response, as Kaggle reports them."
+        unknown = [c for c in req.get('competitionDataSources', []) if c not in self.competitions]
+        if unknown: return self._reply(200, {'invalidCompetitionSources': unknown})
+        self.server.kernels.append(req)
+        return self._reply(200, {'ref': '/code/' + req['slug'], 'url': f'http://localhost:{PORT}/code/' + req['slug'],
+                                 'versionNumber': len(self.server.kernels)})
+
     def do_PUT(self):
         token = self.path.rsplit('/', 1)[-1]
         data = self._body()
@@ -54,9 +63,9 @@ class KaggleStandIn(BaseHTTPRequestHandler):
 
 @contextmanager
 def kaggle_stand_in():
-    "The stand-in server, running; yields it (its `submissions` list what was received)."
+    "The stand-in server, running; yields it (its `submissions` and `kernels` list what was received)."
     server = ThreadingHTTPServer(('127.0.0.1', PORT), KaggleStandIn)
-    server.uploads, server.expected, server.submissions = {}, {}, []
+    server.uploads, server.expected, server.submissions, server.kernels = {}, {}, [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try: yield server

@@ -1,4 +1,5 @@
 "`kit submit` with the real kaggle client against a local stand-in for Kaggle's API."
+import json
 import os
 import subprocess
 import sys
@@ -81,11 +82,35 @@ def test_wheels_install_offline_in_a_fresh_environment(tmp_path):
     assert (tmp_path / 'venv' / 'bin' / 'kit').exists() and list((tmp_path / 'venv').rglob('site-packages/kit/dicom.py'))
 
 
-def test_kernel_folder_and_push_errors(files):
+def kernel_init(tmp_path, competition='kit-demo'):
+    "`kit kernel init` a folder for `competition`; return it."
+    r = subprocess.run([KIT, 'kernel', 'init', tmp_path / 'k', '--user', 'kituser', '--competition', competition,
+                        '--models', 'kit-models/fold_0'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return tmp_path / 'k'
+
+
+def test_kernel_push_reaches_kaggle(files):
+    "The pushed kernel is the notebook kit wrote, internet off, with the competition and both datasets attached."
     tmp_path, env = files
-    r = subprocess.run([KIT, 'kernel', 'init', tmp_path / 'k', '--user', 'me', '--competition', 'kit-demo', '--models', 'kit-models/fold_0'],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and (tmp_path / 'k' / 'kernel.ipynb').exists() and (tmp_path / 'k' / 'kernel-metadata.json').exists()
+    folder = kernel_init(tmp_path)
+    with kaggle_stand_in() as server:
+        r = subprocess.run([KIT, 'kernel', 'push', folder], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and 'pushed kituser/kit-demo-kit-inference version 1' in r.stderr, r.stderr
+    [kernel] = server.kernels
+    assert kernel['slug'] == 'kituser/kit-demo-kit-inference' and kernel['enableInternet'] is False
+    assert kernel['competitionDataSources'] == ['kit-demo'] and kernel['datasetDataSources'] == ['kituser/kit-wheels', 'kituser/kit-models']
+    sent = [c['source'] for c in json.loads(kernel['text'])['cells']]
+    assert sent == [c['source'] for c in json.loads((folder / 'kernel.ipynb').read_text())['cells']]
+
+
+def test_kernel_push_refusals(files):
+    tmp_path, env = files
+    folder = kernel_init(tmp_path, 'no-such-competition')
+    with kaggle_stand_in() as server:
+        r = subprocess.run([KIT, 'kernel', 'push', folder], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and 'unknown sources no-such-competition' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert server.kernels == []
     env = {k: v for k, v in env.items() if k not in ('KAGGLE_USERNAME', 'KAGGLE_KEY')}
-    r = subprocess.run([KIT, 'kernel', 'push', tmp_path / 'k'], capture_output=True, text=True, env=env)
+    r = subprocess.run([KIT, 'kernel', 'push', folder], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and 'no Kaggle credentials' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

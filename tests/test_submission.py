@@ -1,4 +1,7 @@
 "From a competition folder to a checked submission.csv through the command line, scored like the competition."
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,24 +30,75 @@ def rsna_log_loss(sub, solution, prior=None) -> float:
     return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / w.sum())
 
 
-@pytest.mark.slow
-def test_train_predict_validate_beats_the_prior(tmp_path):
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    "A generated competition, its caches and a run trained on it through the command line."
+    tmp_path = tmp_path_factory.mktemp('e2e')
     kit('-q', 'synth', tmp_path / 'comp', '--patients', 48, '--size', 128, '--workers', 2)
     comp = tmp_path / 'comp'
     for split in ('train', 'test'): kit('-q', 'preprocess', comp / f'{split}_images', tmp_path / f'cache_{split}', '--size', 64)
     kit('-q', 'train', comp / 'train_images', '--labels', comp / 'train.csv', '--cache', tmp_path / 'cache_train', '--size', 64,
         '--epochs', 10, '--lr', '3e-3', '--out', tmp_path / 'run', '--workers', 2)
-    r = kit('predict', '--model', tmp_path / 'run', '--data', comp / 'test_images', '--cache', tmp_path / 'cache_test',
-            '--sample', comp / 'sample_submission.csv', '-o', tmp_path / 'submission.csv', '--workers', 2)
-    assert 'valid' in r.stderr
-    kit('validate', tmp_path / 'submission.csv', '--sample', comp / 'sample_submission.csv')
-    sub, solution = pd.read_csv(tmp_path / 'submission.csv'), pd.read_csv(comp / 'solution.csv')
+    return tmp_path
+
+
+def assert_beats_the_prior(submission, comp):
+    "The submission has the sample's ids in order and a lower RSNA weighted log loss than the training labels' prior."
+    sub, solution = pd.read_csv(submission), pd.read_csv(comp / 'solution.csv')
     assert sub.ID.tolist() == pd.read_csv(comp / 'sample_submission.csv').ID.tolist()
     train = pd.read_csv(comp / 'train.csv')
     prior = train.groupby(train.ID.str.rsplit('_', n=1).str[1]).Label.mean().to_dict()
     ours, baseline = rsna_log_loss(sub, solution), rsna_log_loss(sub, solution, prior)
     print(f'weighted log loss: kit {ours:.4f}, label prior {baseline:.4f}')
     assert ours < baseline, (ours, baseline)
+
+
+@pytest.mark.slow
+def test_train_predict_validate_beats_the_prior(trained):
+    comp = trained / 'comp'
+    r = kit('predict', '--model', trained / 'run', '--data', comp / 'test_images', '--cache', trained / 'cache_test',
+            '--sample', comp / 'sample_submission.csv', '-o', trained / 'submission.csv', '--workers', 2)
+    assert 'valid' in r.stderr
+    kit('validate', trained / 'submission.csv', '--sample', comp / 'sample_submission.csv')
+    assert_beats_the_prior(trained / 'submission.csv', comp)
+
+
+def kaggle_image(root) -> Path:
+    "A Python environment like Kaggle's image: this one's packages without kit, seen through a .pth file."
+    packages = root / 'image-packages'
+    packages.mkdir()
+    site = Path(next(p for p in sys.path if p.endswith('site-packages')))
+    for entry in site.iterdir():
+        if not entry.name.startswith(('kit', '__editable__')): (packages / entry.name).symlink_to(entry)
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', root / 'python'], check=True)
+    [venv_site] = (root / 'python').glob('lib/python*/site-packages')
+    (venv_site / 'kaggle-image.pth').write_text(str(packages) + '\n')
+    pip = root / 'python' / 'bin' / 'pip'  # the image's pip, as its console script would run it
+    pip.write_text(f"#!{root / 'python' / 'bin' / 'python'}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n")
+    pip.chmod(0o755)
+    return root / 'python' / 'bin'
+
+
+@pytest.mark.slow
+def test_kernel_notebook_runs_in_a_kaggle_layout(trained, tmp_path):
+    "kit's kernel notebook, run cell by cell with /kaggle moved to a temp folder: offline install, then predict."
+    comp, kaggle = trained / 'comp', tmp_path / 'kaggle'
+    data = kaggle / 'input' / 'kit-demo'
+    data.mkdir(parents=True)
+    (kaggle / 'working').mkdir()
+    for name in ('test_images', 'sample_submission.csv'): (data / name).symlink_to(comp / name)
+    shutil.copytree(trained / 'run', kaggle / 'input' / 'kit-models' / 'fold_0')
+    kit('-q', 'wheels', kaggle / 'input' / 'kit-wheels', '--no-download')
+    kit('-q', 'kernel', 'init', tmp_path / 'k', '--user', 'me', '--competition', 'kit-demo', '--models', 'kit-models/fold_0', '--cpu')
+    bin_dir = kaggle_image(tmp_path)
+    env = {**os.environ, 'PATH': f"{bin_dir}:{os.environ['PATH']}", 'PIP_NO_INDEX': '1', 'PIP_DISABLE_PIP_VERSION_CHECK': '1'}
+    for cell in json.loads((tmp_path / 'k' / 'kernel.ipynb').read_text())['cells']:
+        assert cell['source'].startswith('!')
+        r = subprocess.run(cell['source'][1:].replace('/kaggle', str(kaggle)), shell=True, env=env, cwd=kaggle / 'working',
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, (cell['source'], r.stderr[-3000:])
+    assert (bin_dir / 'kit').exists() and list(bin_dir.parent.glob('lib/python*/site-packages/kit/dicom.py'))
+    assert_beats_the_prior(kaggle / 'working' / 'submission.csv', comp)
 
 
 def test_validate_catches_each_planted_fault(tmp_path):

@@ -1,0 +1,63 @@
+"Submission presets at competition scale, checked against a plain computation of the same table."
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.submit import make_submission, validate_submission
+
+rng = np.random.default_rng(0)
+VERTEBRAE = [f'C{i}' for i in range(1, 8)] + ['patient_overall']
+
+
+def study_uid(i) -> str:
+    return f'1.2.826.0.1.3680043.{6200 + i}'
+
+
+def test_cervical_spine_takes_the_max_over_each_study_slices():
+    "2,000 studies of 30 to 80 slices each: every `<study>_<label>` row is the max of that study's slices."
+    n_slices = rng.integers(30, 80, 2000)
+    studies = np.repeat([study_uid(i) for i in range(2000)], n_slices)
+    meta = pd.DataFrame({'fname': [f'/data/{s}/{k}.dcm' for s, k in zip(studies, range(len(studies)))], 'StudyInstanceUID': studies})
+    preds = pd.DataFrame(rng.random((len(studies), len(VERTEBRAE))), columns=VERTEBRAE).assign(image=[str(k) for k in range(len(studies))])
+    sample = pd.DataFrame({'row_id': [f'{study_uid(i)}_{l}' for i in rng.permutation(2000) for l in VERTEBRAE], 'fractured': 0.5})
+    sub = make_submission(preds, sample, 'rsna-cervical-spine', meta)
+    assert validate_submission(sub, sample) == [] and sub.row_id.tolist() == sample.row_id.tolist()
+    best = {}
+    for s, row in zip(studies, preds[VERTEBRAE].to_numpy()): best[s] = np.maximum(best.get(s, row), row)
+    split = lambda r: (r[:-len('_patient_overall')], 'patient_overall') if r.endswith('_patient_overall') else r.rsplit('_', 1)
+    expected = [best[study][VERTEBRAE.index(label)] for study, label in map(split, sample.row_id)]
+    np.testing.assert_array_equal(sub.fractured.to_numpy(), expected)
+
+
+def test_breast_takes_the_mean_over_each_patient_side_views():
+    "5,000 patients, two sides, 2 to 6 views each: every `<patient>_<side>` row is the mean of its views."
+    rows = [(p, side, v) for p in range(10000, 15000) for side in 'LR' for v in range(rng.integers(2, 7))]
+    meta = pd.DataFrame({'fname': [f'/train_images/{p}/{k}.dcm' for k, (p, _, _) in enumerate(rows)],
+                         'PatientID': [str(p) for p, _, _ in rows], 'ImageLaterality': [s for _, s, _ in rows]})
+    preds = pd.DataFrame({'image': [str(k) for k in range(len(rows))], 'cancer': rng.random(len(rows))})
+    sample = pd.DataFrame({'prediction_id': [f'{p}_{s}' for p in rng.permutation(np.arange(10000, 15000)) for s in 'LR'], 'cancer': 0.})
+    sub = make_submission(preds, sample, 'rsna-breast', meta)
+    assert validate_submission(sub, sample) == [] and sub.prediction_id.tolist() == sample.prediction_id.tolist()
+    sums, counts = {}, {}
+    for (p, s, _), v in zip(rows, preds.cancer):
+        sums[f'{p}_{s}'] = sums.get(f'{p}_{s}', 0.) + v
+        counts[f'{p}_{s}'] = counts.get(f'{p}_{s}', 0) + 1
+    np.testing.assert_allclose(sub.cancer.to_numpy(), [sums[k] / counts[k] for k in sample.prediction_id], rtol=1e-12)
+
+
+def test_rsna_ich_long_rows_at_full_test_size():
+    "121,232 images (RSNA ICH stage 2) into 727,392 long rows, each the prediction of its image and subtype."
+    labels = ['epidural', 'intraparenchymal', 'intraventricular', 'subarachnoid', 'subdural', 'any']
+    images = [f'ID_{k:09x}' for k in rng.permutation(121232)]
+    preds = pd.DataFrame(rng.random((len(images), 6)), columns=labels).assign(image=images)
+    order = rng.permutation(len(images) * 6)
+    sample = pd.DataFrame({'ID': [f'{images[k // 6]}_{labels[k % 6]}' for k in order], 'Label': 0.5})
+    sub = make_submission(preds, sample, 'rsna-ich')
+    assert validate_submission(sub, sample) == []
+    np.testing.assert_array_equal(sub.Label.to_numpy(), preds[labels].to_numpy()[order // 6, order % 6])
+
+
+@pytest.mark.parametrize('fmt', ['rsna-breast', 'rsna-cervical-spine'])
+def test_aggregating_presets_need_the_test_metadata(fmt):
+    preds = pd.DataFrame({'image': ['a'], 'cancer': [0.5]})
+    with pytest.raises(ValueError, match='pass the test metadata'): make_submission(preds, pd.DataFrame({'id': ['x'], 'cancer': [0.]}), fmt)
