@@ -12,7 +12,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['log', 'meta_cmd', 'synth_cmd', 'preprocess_cmd', 'train_cmd', 'predict_cmd', 'validate_cmd', 'submit_cmd',
-           'wheels_cmd', 'kernel_cmd', 'make_parser', 'main']
+           'wheels_cmd', 'kernel_cmd', 'audit_cmd', 'eda_cmd', 'explain_cmd', 'anonymize_cmd', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #9e7feed8
 log = logging.getLogger('kit')
@@ -79,9 +79,10 @@ def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
     import pandas as pd
     from kit.infer import predict
+    from kit.meta import read_meta
     from kit.submit import SUBMISSION_FORMATS, make_submission, validate_submission
     preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers)
-    meta = pd.read_parquet(args.meta) if args.meta else None
+    meta = read_meta(args.meta) if args.meta else None
     if meta is None and SUBMISSION_FORMATS[args.format].key is not None:  # the format groups images by header fields
         from kit.meta import dicom_meta
         meta = dicom_meta(args.data, workers=args.workers, progress=False)
@@ -127,6 +128,47 @@ def kernel_cmd(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #54ddbe9f
+def audit_cmd(args) -> int:
+    "Rank header columns by how well each alone predicts the labels; print the findings and write the table."
+    from kit.audit import audit
+    from kit.meta import read_meta
+    res = audit(read_meta(args.meta), args.labels, read_meta(args.test_meta) if args.test_meta else None, args.match)
+    cols = [c for c in res.leaks.columns if c in ('column', 'n_values', 'best_label', 'best_auc', 'flag')]
+    print(res.leaks[cols].head(args.top).to_string(index=False, float_format='%.3f'))
+    print(res)
+    if args.out:
+        res.leaks.to_csv(args.out, index=False)
+        log.info('table -> %s', args.out)
+    return 0
+
+def eda_cmd(args) -> int:
+    "Write the EDA report of a header DataFrame."
+    from kit.eda import eda_report
+    from kit.meta import read_meta
+    pairs = [tuple(p.split(':')) for p in args.pairs]
+    page = eda_report(read_meta(args.meta), args.out, args.labels, read_meta(args.test_meta) if args.test_meta else None,
+                      pairs, args.match, workers=args.workers)
+    log.info('open %s', page)
+    return 0
+
+def explain_cmd(args) -> int:
+    "Grad-CAM grid of a run on a folder of DICOMs."
+    from kit.explain import cam_grid, explain
+    res = explain(args.run, args.data, args.cache, args.target, args.images, args.labels, args.n, args.layer)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    cam_grid(res).savefig(args.out, dpi=100)
+    log.info('Grad-CAM of %d images (%s) -> %s', len(res['ids']), res['target'], args.out)
+    return 0
+
+def anonymize_cmd(args) -> int:
+    "De-identify a folder of DICOMs into another."
+    import os
+    from kit.anonymize import anonymize
+    report = anonymize(args.src, args.out, args.salt or os.environ.get('KIT_ANONYMIZE_SALT'), args.keep, args.workers, not args.quiet)
+    for src, err in report[report.error.notna()][['source', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', src, err)
+    return 0 if report.error.isna().any() else 1
+
+# %% ../nbs/90_cli.ipynb #f17ec7d2
 def _add_meta(sub):
     p = sub.add_parser('meta', help='header DataFrame of a folder of DICOMs',
                        description='One row per DICOM file under SRC, one column per header element. '
@@ -244,6 +286,63 @@ def _add_kernel(sub):
     p.add_argument('--cpu', action='store_true', help='no GPU for the kernel (init)')
     p.set_defaults(func=kernel_cmd)
 
+def _add_audit(sub):
+    p = sub.add_parser('audit', help='which header fields leak the label',
+                       description='Ranks every header column by how well it alone predicts each label under patient-grouped '
+                                   'cross-validation (AUC) and flags likely leaks; with --test-meta also patients and images in '
+                                   'both sets and columns that differ. Example: kit audit meta.parquet --labels train.csv '
+                                   '--test-meta test_meta.parquet')
+    p.add_argument('meta', help='header DataFrame of the training images (kit meta)')
+    p.add_argument('--labels', required=True, help='labels csv, wide or long')
+    p.add_argument('--test-meta', default=None, help='header DataFrame of the test images (kit meta --pixel-stats for duplicates)')
+    p.add_argument('--match', default='stem', help='how label ids match files: stem (default) or a header column')
+    p.add_argument('--top', type=int, default=15, help='rows of the table to print (default 15)')
+    p.add_argument('-o', '--out', default=None, help='write the whole table to this csv')
+    p.set_defaults(func=audit_cmd)
+
+def _add_eda(sub):
+    p = sub.add_parser('eda', help='plots of the header DataFrame and the audit, as an HTML report',
+                       description='Histograms (per class with labels), correlations, counts per institution, device and more, '
+                                   'images per patient, pixel intensities per class, label co-occurrence and the leakage audit: '
+                                   'PNGs and OUT/index.html. Example: kit eda meta.parquet --labels train.csv -o eda')
+    p.add_argument('meta', help='header DataFrame (kit meta; --pixel-stats adds pixel statistics)')
+    p.add_argument('--labels', default=None, help='labels csv, wide or long')
+    p.add_argument('--test-meta', default=None, help='header DataFrame of the test images, for the audit')
+    p.add_argument('--pairs', nargs='*', default=[], help='column pairs to scatter, as X:Y')
+    p.add_argument('--match', default='stem', help='how label ids match files: stem (default) or a header column')
+    p.add_argument('--workers', type=int, default=None, help='processes reading pixels (default: all cores)')
+    p.add_argument('-o', '--out', default='eda', help='output folder (default eda)')
+    p.set_defaults(func=eda_cmd)
+
+def _add_explain(sub):
+    p = sub.add_parser('explain', help='Grad-CAM maps of a trained run',
+                       description='Grad-CAM (captum) over chosen images, the top losses (with --labels) or the most confident '
+                                   'predictions, overlaid on what the model saw. Example: kit explain run --data train_images '
+                                   '--labels train.csv -o gradcam.png')
+    p.add_argument('run', help='run folder (kit train)')
+    p.add_argument('--data', required=True, help='folder of DICOMs')
+    p.add_argument('--cache', default=None, help="cache of these DICOMs made with the run's settings (default: made now)")
+    p.add_argument('--target', default=None, help="output to explain (default: 'any' or the first)")
+    p.add_argument('--images', nargs='*', default=None, help='image ids (file stems) to explain')
+    p.add_argument('--labels', default=None, help='labels csv: explain the highest losses')
+    p.add_argument('-n', type=int, default=8, help='images to explain (default 8)')
+    p.add_argument('--layer', default=None, help='module to look at, as a dotted name (default: the backbone output), e.g. 0.model.layer3')
+    p.add_argument('-o', '--out', default='gradcam.png', help='output PNG (default gradcam.png)')
+    p.set_defaults(func=explain_cmd)
+
+def _add_anonymize(sub):
+    p = sub.add_parser('anonymize', help='de-identify DICOMs (basic profile) into another folder',
+                       description='DICOM PS3.15 basic profile (dicom-anonymizer) with salted pseudonyms: the same patient, '
+                                   'study or series gets the same new id in every run with the same salt. Never writes into SRC; '
+                                   'OUT/anonymize_report.csv lists what changed and which images may show burned-in text. '
+                                   'Example: kit anonymize dicoms anon --salt "$SECRET"')
+    p.add_argument('src')
+    p.add_argument('out')
+    p.add_argument('--salt', default=None, help='secret for the pseudonyms (default: $KIT_ANONYMIZE_SALT, else random)')
+    p.add_argument('--keep', nargs='*', default=[], help='keywords to leave as they are, e.g. PatientAge PatientSex')
+    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores; 0 runs in this process)')
+    p.set_defaults(func=anonymize_cmd)
+
 def _add_synth(sub):
     p = sub.add_parser('synth', help='write the synthetic head-CT competition',
                        description='A small RSNA-ICH-style competition for trying kit. Example: kit synth demo --patients 40')
@@ -255,7 +354,7 @@ def _add_synth(sub):
     p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
     p.set_defaults(func=synth_cmd)
 
-# %% ../nbs/90_cli.ipynb #f17ec7d2
+# %% ../nbs/90_cli.ipynb #569b405d
 def make_parser() -> argparse.ArgumentParser:
     "The `kit` argument parser with its subcommands."
     parser = argparse.ArgumentParser(prog='kit', description='From a folder of DICOMs to a Kaggle submission.',
@@ -263,7 +362,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument('--debug', action='store_true', help='show tracebacks')
     parser.add_argument('-q', '--quiet', action='store_true', help='no progress bars, warnings only')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for add in (_add_meta, _add_preprocess, _add_train, _add_predict, _add_validate, _add_submit, _add_wheels, _add_kernel, _add_synth): add(sub)
+    for add in (_add_meta, _add_audit, _add_eda, _add_preprocess, _add_train, _add_explain, _add_predict, _add_validate, _add_submit,
+                _add_wheels, _add_kernel, _add_anonymize, _add_synth): add(sub)
     return parser
 
 # %% ../nbs/90_cli.ipynb #0457ce4b

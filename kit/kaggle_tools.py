@@ -93,7 +93,7 @@ def submit(file, competition, message='', sample=None) -> str:
     return res.message
 
 # %% ../nbs/10_kaggle_tools.ipynb #3dd27338
-KERNEL_EXTRAS = ('pydicom>=3.0', 'pylibjpeg>=2.0', 'pylibjpeg-openjpeg>=2.0', 'pylibjpeg-libjpeg>=2.1', 'pylibjpeg-rle', 'pyjpegls')
+KERNEL_EXTRAS = ('pydicom>=3.0', 'pylibjpeg>=2.0', 'pylibjpeg-openjpeg>=2.0', 'pylibjpeg-libjpeg>=2.1', 'pylibjpeg-rle', 'pyjpegls', 'captum', 'dicom-anonymizer')
 
 def _pip(*args):
     "Run pip of this interpreter; raise a one-line `KaggleError` when it fails."

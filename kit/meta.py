@@ -5,6 +5,7 @@
 # %% ../nbs/01_meta.ipynb #590e08d4
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from pydicom.sequence import Sequence
 from .dicom import DicomError, get_dicom_files, quiet_uid_warnings, read_dicom, read_pixels
 
 # %% auto #0
-__all__ = ['log', 'header_row', 'pixel_stats', 'file_row', 'parallel_map', 'dicom_meta', 'join_labels']
+__all__ = ['log', 'header_row', 'pixel_stats', 'file_row', 'parallel_map', 'dicom_meta', 'read_meta', 'join_labels']
 
 # %% ../nbs/01_meta.ipynb #e090dcb7
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ def pixel_stats(px, window=(80, 40)) -> dict:
     w, l = window
     px = px.astype(np.float64) if px.dtype != np.float64 else px
     return dict(img_min=float(px.min()), img_max=float(px.max()), img_mean=float(px.mean()), img_std=float(px.std()),
-                img_pct_window=float(((px >= l - w/2) & (px <= l + w/2)).mean()))
+                img_pct_window=float(((px >= l - w/2) & (px <= l + w/2)).mean()),
+                img_hash=hashlib.blake2b(np.ascontiguousarray(px).tobytes(), digest_size=8, person=str(px.shape).encode()[:16]).hexdigest())
 
 # %% ../nbs/01_meta.ipynb #54e73647
 def file_row(fn, pixel_stats_window=None) -> dict:
@@ -174,6 +176,13 @@ def dicom_meta(src, pixel_stats=False, workers=None, window=(80, 40), progress=T
     n_err = int(df['error'].notna().sum())
     log.info('read %d files, %d errors', len(df) - n_err, n_err)
     return df
+
+# %% ../nbs/01_meta.ipynb #26c15b89
+def read_meta(path) -> pd.DataFrame:
+    "The header DataFrame written by `kit meta` (parquet, or csv by suffix)."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no such file (write it with: kit meta FOLDER -o {path.name})')
+    return pd.read_csv(path) if path.suffix == '.csv' else pd.read_parquet(path)
 
 # %% ../nbs/01_meta.ipynb #b75d2e5b
 def join_labels(meta, labels, meta_id='SOPInstanceUID', label_id=None, how='left') -> pd.DataFrame:

@@ -17,7 +17,7 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittl
                          RLELossless, PYDICOM_IMPLEMENTATION_UID)
 
 # %% auto #0
-__all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'head_phantom', 'ct_dataset', 'make_competition']
+__all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'head_phantom', 'lesion_mask', 'ct_dataset', 'make_competition']
 
 # %% ../nbs/02_synth.ipynb #810fc018
 LESIONS = ('intraparenchymal', 'intraventricular', 'subdural')
@@ -44,8 +44,8 @@ def _lesion_masks(y, x, ry, rx, rng) -> dict:
             'subdural': inner & ~_ellipse(y, x, 0, side*0.06*rx, 0.97*ry, 0.9*rx) & (x*side > 0)}
 
 # %% ../nbs/02_synth.ipynb #331ebbe1
-def head_phantom(size=256, seed=0, lesions=(), ring=False, scale=1.0) -> np.ndarray:
-    "An axial head slice in whole HU: air, skull, grey/white matter, ventricles and the `lesions` asked for."
+def _phantom(size, seed, lesions, ring, scale) -> tuple[np.ndarray, np.ndarray]:
+    "The HU image of `head_phantom` and the mask of its lesions."
     rng = np.random.default_rng(seed)
     y, x = _grid(size)
     ry, rx = scale * rng.uniform(0.78, 0.86), scale * rng.uniform(0.64, 0.72)
@@ -55,10 +55,21 @@ def head_phantom(size=256, seed=0, lesions=(), ring=False, scale=1.0) -> np.ndar
     hu[brain] = (32 + 6*np.sin(9*x + rng.uniform(0, 6)) * np.cos(7*y + rng.uniform(0, 6)))[brain]
     masks = _lesion_masks(y, x, ry - 0.06, rx - 0.06, rng)
     hu[masks['intraventricular']] = 8.
-    for kind in lesions: hu[masks[kind] & brain] = rng.uniform(62, 75)
+    mask = np.zeros((size, size), bool)
+    for kind in lesions:
+        hu[masks[kind] & brain] = rng.uniform(62, 75)
+        mask |= masks[kind] & brain
     hu += rng.normal(0, 3, hu.shape)
     if ring: hu[x**2 + y**2 > 0.98**2] = -2000
-    return np.clip(np.round(hu), -2000, 3000).astype(np.float32)
+    return np.clip(np.round(hu), -2000, 3000).astype(np.float32), mask
+
+def head_phantom(size=256, seed=0, lesions=(), ring=False, scale=1.0) -> np.ndarray:
+    "An axial head slice in whole HU: air, skull, grey/white matter, ventricles and the `lesions` asked for."
+    return _phantom(size, seed, lesions, ring, scale)[0]
+
+def lesion_mask(size=256, seed=0, lesions=(), scale=1.0) -> np.ndarray:
+    "Where the lesions of `head_phantom` with the same arguments are (boolean image)."
+    return _phantom(size, seed, lesions, False, scale)[1]
 
 # %% ../nbs/02_synth.ipynb #175b013b
 def _file_meta(uid, ts) -> FileMetaDataset:

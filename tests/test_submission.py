@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from skimage.transform import resize
+
+from kit.explain import explain
+from kit.synth import ct_dataset, head_phantom, lesion_mask
 
 KIT = str(Path(sys.executable).with_name('kit'))
 
@@ -34,11 +38,11 @@ def rsna_log_loss(sub, solution, prior=None) -> float:
 def trained(tmp_path_factory):
     "A generated competition, its caches and a run trained on it through the command line."
     tmp_path = tmp_path_factory.mktemp('e2e')
-    kit('-q', 'synth', tmp_path / 'comp', '--patients', 48, '--size', 128, '--workers', 2)
+    kit('-q', 'synth', tmp_path / 'comp', '--patients', 64, '--size', 128, '--workers', 2)
     comp = tmp_path / 'comp'
     for split in ('train', 'test'): kit('-q', 'preprocess', comp / f'{split}_images', tmp_path / f'cache_{split}', '--size', 64)
     kit('-q', 'train', comp / 'train_images', '--labels', comp / 'train.csv', '--cache', tmp_path / 'cache_train', '--size', 64,
-        '--epochs', 10, '--lr', '3e-3', '--out', tmp_path / 'run', '--workers', 2)
+        '--epochs', 20, '--lr', '1e-2', '--out', tmp_path / 'run', '--workers', 2)
     return tmp_path
 
 
@@ -115,3 +119,23 @@ def test_validate_catches_each_planted_fault(tmp_path):
         bad.to_csv(path, index=False)
         r = subprocess.run([KIT, 'validate', path, '--sample', tmp_path / 'sample.csv'], capture_output=True, text=True)
         assert r.returncode == 1 and r.stderr.strip() and 'Traceback' not in r.stderr, (name, r.stderr)
+
+
+@pytest.mark.slow
+def test_gradcam_lights_up_the_lesions(trained, tmp_path):
+    "On new slices with a known bleed, the maps of the slices the model calls positive are higher on the lesion than elsewhere."
+    masks = {}
+    for k in range(12):
+        uid, lesions = f'ID_lesion{k:02d}', ('intraparenchymal',) if k % 2 else ('intraparenchymal', 'subdural')
+        ct_dataset(head_phantom(128, seed=1000 + k, lesions=lesions), uid=uid, spacing=1.).save_as(tmp_path / f'{uid}.dcm', enforce_file_format=True)
+        masks[uid] = lesion_mask(128, seed=1000 + k, lesions=lesions)
+    res = explain(trained / 'run', tmp_path, images=sorted(masks))
+    inside, outside = [], []
+    for uid, cam, p in zip(res['ids'], res['cams'], res['probs']):
+        if p < 0.5: continue
+        lesion = resize(masks[uid].astype(float), cam.shape, order=1, anti_aliasing=True) > 0.5
+        inside.append(cam[lesion].mean()); outside.append(cam[~lesion].mean())
+    print(f'{len(inside)} of 12 called positive; mean map on the lesion {np.mean(inside):.3f}, elsewhere {np.mean(outside):.3f}')
+    assert len(inside) >= 6 and np.mean(inside) > np.mean(outside)
+    r = subprocess.run([KIT, '-q', 'explain', trained / 'run', '--data', tmp_path, '-n', '4', '-o', tmp_path / 'grid.png'], capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / 'grid.png').stat().st_size > 10_000, r.stderr
