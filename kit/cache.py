@@ -93,10 +93,11 @@ def cache_file(fn, src, out, settings) -> dict:
 def cached_paths(cache, sources) -> list[str]:
     "The cached image of each DICOM file of `sources`, from the manifest of `cache`; every one must be there."
     m = pd.read_parquet(Path(cache) / MANIFEST_FILE)
-    outputs = dict(zip(m.source[m.status != 'error'], m.output[m.status != 'error']))
-    missing = [str(f) for f in sources if str(f) not in outputs]
+    outputs = dict(zip(m.source[m.status != 'error'].map(os.path.abspath), m.output[m.status != 'error']))
+    sources = [os.path.abspath(f) for f in sources]
+    missing = [f for f in sources if f not in outputs]
     if missing: raise ValueError(f'{len(missing)} images are not in the cache {cache}, e.g. {missing[0]}: run kit preprocess on their folder')
-    return [outputs[str(f)] for f in sources]
+    return [outputs[f] for f in sources]
 
 # %% ../nbs/04_cache.ipynb #2c86dea7
 def _check_settings(out, settings, files, src, rebuild):
@@ -117,7 +118,7 @@ def _check_settings(out, settings, files, src, rebuild):
 # %% ../nbs/04_cache.ipynb #79fe447a
 def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers=None, progress=True, rebuild=False) -> pd.DataFrame:
     "Cache windowed images of every DICOM under `src` in `out`; return the manifest (also in `out/manifest.parquet`)."
-    src, out = Path(src), Path(out)
+    src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))  # the manifest holds absolute paths: usable from anywhere
     if not src.is_dir(): raise FileNotFoundError(f'{src}: no such folder')
     settings = cache_settings(windows, size, crop, fmt)
     files = get_dicom_files(src)
