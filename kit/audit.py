@@ -5,7 +5,6 @@
 # %% ../nbs/11_audit.ipynb #e371b53c
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 
@@ -15,10 +14,7 @@ import pandas as pd
 from .data import label_table, patient_folds, read_labels
 
 # %% auto #0
-__all__ = ['log', 'SUSPECT', 'SKIP', 'column_auc', 'audit_columns', 'Audit', 'leak_table', 'drift_table', 'audit']
-
-# %% ../nbs/11_audit.ipynb #d07acb68
-log = logging.getLogger(__name__)
+__all__ = ['SUSPECT', 'SKIP', 'column_auc', 'audit_columns', 'Audit', 'leak_table', 'drift_table', 'audit']
 
 # %% ../nbs/11_audit.ipynb #654039c6
 def _codes(values, train) -> pd.Series:

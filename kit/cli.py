@@ -78,14 +78,12 @@ def train_cmd(args) -> int:
 # %% ../nbs/90_cli.ipynb #67fbcc2d
 def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
-    import pandas as pd
     from kit.infer import predict
-    from kit.meta import read_meta
+    from kit.meta import dicom_meta, read_meta
     from kit.submit import SUBMISSION_FORMATS, make_submission, validate_submission
     preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers)
     meta = read_meta(args.meta) if args.meta else None
     if meta is None and SUBMISSION_FORMATS[args.format].key is not None:  # the format groups images by header fields
-        from kit.meta import dicom_meta
         meta = dicom_meta(args.data, workers=args.workers, progress=False)
     sub = make_submission(preds, args.sample, args.format, meta)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

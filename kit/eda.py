@@ -48,7 +48,7 @@ def numeric_columns(df, exclude=(), max_cols=24) -> list[str]:
     "Columns of `df` that are numbers with at least two values (identifiers and `exclude` left out), at most `max_cols`."
     out = []
     for c in df.columns:
-        if c in exclude or SKIP.search(c) and not c.startswith('img_') or c == 'img_hash' or c.startswith('Multi'): continue
+        if c in exclude or (SKIP.search(c) and not c.startswith('img_')) or c == 'img_hash' or c.startswith('Multi'): continue
         v = pd.to_numeric(df[c], errors='coerce')
         if v.notna().mean() > 0.95 and v.nunique() > 1: out.append(c)
     return out[:max_cols]

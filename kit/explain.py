@@ -5,7 +5,6 @@
 # %% ../nbs/13_explain.ipynb #ee707e67
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
@@ -18,10 +17,7 @@ from .infer import _cached_items, load_run
 from .meta import get_dicom_files
 
 # %% auto #0
-__all__ = ['log', 'default_layer', 'gradcam', 'explain', 'cam_grid']
-
-# %% ../nbs/13_explain.ipynb #3d0fb5e2
-log = logging.getLogger(__name__)
+__all__ = ['default_layer', 'gradcam', 'explain', 'cam_grid']
 
 # %% ../nbs/13_explain.ipynb #9a372a79
 def default_layer(model) -> torch.nn.Module:

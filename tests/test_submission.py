@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from skimage.transform import resize
 
+from kit.dicom import quiet_uid_warnings
 from kit.explain import explain
 from kit.synth import ct_dataset, head_phantom, lesion_mask
 
@@ -127,7 +128,8 @@ def test_gradcam_lights_up_the_lesions(trained, tmp_path):
     masks = {}
     for k in range(12):
         uid, lesions = f'ID_lesion{k:02d}', ('intraparenchymal',) if k % 2 else ('intraparenchymal', 'subdural')
-        ct_dataset(head_phantom(128, seed=1000 + k, lesions=lesions), uid=uid, spacing=1.).save_as(tmp_path / f'{uid}.dcm', enforce_file_format=True)
+        with quiet_uid_warnings():
+            ct_dataset(head_phantom(128, seed=1000 + k, lesions=lesions), uid=uid, spacing=1.).save_as(tmp_path / f'{uid}.dcm', enforce_file_format=True)
         masks[uid] = lesion_mask(128, seed=1000 + k, lesions=lesions)
     res = explain(trained / 'run', tmp_path, images=sorted(masks))
     inside, outside = [], []
