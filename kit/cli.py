@@ -356,7 +356,7 @@ def _add_demo(sub):
     p = sub.add_parser('demo', help='the whole workflow on a generated competition, with a report',
                        description='Generates the synthetic head-CT competition, then meta, audit, preprocess, train, predict and '
                                    'validate; writes OUT/submission.csv, OUT/run and OUT/report.md (score against the held-out '
-                                   'answers, time per stage, a batch in its windows, the audit). About 3 minutes on 2 CPU cores. '
+                                   'answers, time per stage, a batch in its windows, the audit). About 2 minutes on 2 CPU cores. '
                                    'Example: kit demo --out demo')
     p.add_argument('--out', default='demo', help='output folder (default demo)')
     p.add_argument('--patients', type=int, default=64, help='patients (default 64)')
