@@ -1,22 +1,12 @@
 "`kit audit` and `kit eda` on a generated competition with a planted leak, and the report in a real browser."
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from kit.synth import make_competition
-
-KIT = str(Path(sys.executable).with_name('kit'))
-
-
-def kit(*args):
-    "Run the `kit` console script; fail with its stderr when it fails."
-    r = subprocess.run([KIT, *map(str, args)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
+from test_submission import KIT, kit
 
 
 @pytest.fixture(scope='module')
