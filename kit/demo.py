@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .submit import split_long_ids
-
 # %% auto #0
 __all__ = ['log', 'long_log_loss', 'label_prior', 'windows_figure', 'run_demo', 'demo_report']
 
@@ -29,7 +27,7 @@ def long_log_loss(sub, solution, weights=None, prior=None) -> float:
     id_col, val = solution.columns[:2]
     df = solution.merge(sub, on=id_col, suffixes=('', '_pred'), how='left')
     if df[f'{val}_pred'].isna().any(): raise ValueError(f'{df[f"{val}_pred"].isna().sum()} ids of the solution have no prediction')
-    labels = split_long_ids(df[id_col], sorted(set(df[id_col].str.rsplit('_', n=1).str[1])))[1]
+    labels = df[id_col].str.rsplit('_', n=1).str[1]
     p = labels.map(prior).to_numpy(float) if prior is not None else df[f'{val}_pred'].to_numpy(float)
     p, y = np.clip(p, 1e-7, 1 - 1e-7), df[val].to_numpy(float)
     w = labels.map(weights or {}).fillna(1.).to_numpy(float)
@@ -38,7 +36,7 @@ def long_log_loss(sub, solution, weights=None, prior=None) -> float:
 def label_prior(labels) -> dict:
     "The positive rate of each label in long training labels."
     df = pd.read_csv(labels) if not isinstance(labels, pd.DataFrame) else labels
-    return df.groupby(df.iloc[:, 0].str.rsplit('_', n=1).str[1]).agg({df.columns[1]: 'mean'}).iloc[:, 0].to_dict()
+    return df.iloc[:, 1].groupby(df.iloc[:, 0].str.rsplit('_', n=1).str[1]).mean().to_dict()
 
 # %% ../nbs/15_demo.ipynb #0fc43576
 def windows_figure(cache, labels, windows, n=3, label='any', seed=0):
