@@ -16,19 +16,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .dicom import DICOM_EXTS, DicomError, get_dicom_files, read_dicom
-from .meta import parallel_map
+from .dicom import DICOM_EXTS, DicomError, get_dicom_files, path_text, read_dicom
+from .meta import folder_lock, parallel_map
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
-__all__ = ['log', 'FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'cache_settings', 'output_path', 'render',
-           'cache_file', 'cached_paths', 'preprocess']
+__all__ = ['log', 'FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'cache_settings', 'output_path',
+           'render', 'cache_file', 'error_row', 'cached_paths', 'preprocess']
 
 # %% ../nbs/04_cache.ipynb #f0b0b7a8
 log = logging.getLogger(__name__)
 FORMATS = {'png': '.png', 'png16': '.png', 'npy': '.npy'}
 PNG16_OFFSET = 32768
 SETTINGS_FILE, MANIFEST_FILE = 'kit_cache.json', 'manifest.parquet'
+MAX_SIZE = 8192  # the longest side a cached image may have
 
 # %% ../nbs/04_cache.ipynb #296d290e
 def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') -> dict:
@@ -41,13 +42,14 @@ def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') ->
         wins = [str(w) for w in parse_windows(windows or DEFAULT_WINDOWS)]
         if fmt == 'png' and len(wins) not in (1, 3):
             raise ValueError(f'{len(wins)} windows need --format npy: a PNG holds 1 (grey) or 3 (RGB) channels')
+    if size is not None and not 1 <= int(size) <= MAX_SIZE: raise ValueError(f'size {size} is not between 1 and {MAX_SIZE} pixels')
     return dict(windows=wins, size=int(size) if size else None, crop=bool(crop), format=fmt,
                 offset=PNG16_OFFSET if fmt == 'png16' else None)
 
 # %% ../nbs/04_cache.ipynb #4330f1d4
 def output_path(fn, src, out, fmt) -> Path:
-    "Where the image of DICOM file `fn` (under `src`) goes under `out`: its relative path, DICOM suffix replaced."
-    rel = Path(fn).relative_to(src)
+    "Where the image of DICOM file `fn` (under `src`) goes under `out`: its relative path (as UTF-8 text), DICOM suffix replaced."
+    rel = Path(path_text(Path(fn).relative_to(src)))
     stem = rel.with_suffix('') if rel.suffix.lower() in DICOM_EXTS else rel
     return Path(out) / stem.parent / (stem.name + FORMATS[fmt])
 
@@ -76,25 +78,40 @@ def _save(arr, path, fmt):
         if tmp.exists(): tmp.unlink()
 
 # %% ../nbs/04_cache.ipynb #be81a016
+def _stored_shape(path, fmt) -> tuple[int, int] | None:
+    "Height and width of a finished image at `path` (its header only), None when it is missing, empty or unreadable."
+    try:
+        if fmt == 'npy':
+            with open(path, 'rb') as f:
+                np.lib.format.read_magic(f)
+                return np.lib.format.read_array_header_1_0(f)[0][-2:]
+        with Image.open(path) as im: return im.size[::-1]
+    except Exception: return None
+
 def cache_file(fn, src, out, settings) -> dict:
     "Write the image of `fn` unless a finished one is there; return its manifest row."
     dest = output_path(fn, src, out, settings['format'])
-    row = dict(source=str(fn), output=str(dest), status='cached', error=None)
-    if dest.exists(): return row
+    row = dict(source=path_text(fn), output=str(dest), status='cached', error=None)
+    if shape := _stored_shape(dest, settings['format']): return {**row, 'height': shape[0], 'width': shape[1]}
     try:
         arr = render(fn, settings)
         _save(arr, dest, settings['format'])
         height, width = arr.shape[-2:] if settings['format'] == 'npy' else arr.shape[:2]  # (C, H, W) or (H, W[, 3])
         return {**row, 'status': 'ok', 'height': height, 'width': width}
-    except DicomError as e: return {**row, 'status': 'error', 'error': e.cause}
-    except Exception as e: return {**row, 'status': 'error', 'error': f'{type(e).__name__}: {e}'.replace('\n', ' ')}
+    except DicomError as e: return error_row(fn, e.cause, src, out, settings)
+    except Exception as e: return error_row(fn, f'{type(e).__name__}: {e}', src, out, settings)
+
+def error_row(fn, cause, src, out, settings) -> dict:
+    "The manifest row of a file that could not be cached, with the cause on one line."
+    return dict(source=path_text(fn), output=str(output_path(fn, src, out, settings['format'])), status='error',
+                error=' '.join(str(cause).split()))
 
 # %% ../nbs/04_cache.ipynb #6f842036
 def cached_paths(cache, sources) -> list[str]:
     "The cached image of each DICOM file of `sources`, from the manifest of `cache`; every one must be there."
     m = pd.read_parquet(Path(cache) / MANIFEST_FILE)
     outputs = dict(zip(m.source[m.status != 'error'].map(os.path.abspath), m.output[m.status != 'error']))
-    sources = [os.path.abspath(f) for f in sources]
+    sources = [path_text(os.path.abspath(f)) for f in sources]
     missing = [f for f in sources if f not in outputs]
     if missing: raise ValueError(f'{len(missing)} images are not in the cache {cache}, e.g. {missing[0]}: run kit preprocess on their folder')
     return [outputs[f] for f in sources]
@@ -121,17 +138,31 @@ def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))  # the manifest holds absolute paths: usable from anywhere
     if not src.is_dir(): raise FileNotFoundError(f'{src}: no such folder')
     settings = cache_settings(windows, size, crop, fmt)
+    if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: preprocess never writes into the DICOM folder')
     files = get_dicom_files(src)
-    _check_settings(out, settings, files, src, rebuild)
-    start = time.perf_counter()
-    rows = parallel_map(partial(cache_file, src=src, out=out, settings=settings), files, workers, progress)
-    manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', 'height', 'width'])
-    manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
-                               format=fmt, offset=settings['offset'])
-    tmp = out / f'.{MANIFEST_FILE}.tmp'
-    manifest.to_parquet(tmp, index=False); os.replace(tmp, out / MANIFEST_FILE)
+    _check_collisions(files, src, out, fmt)
+    with folder_lock(out):
+        _check_settings(out, settings, files, src, rebuild)
+        start = time.perf_counter()
+        job = partial(cache_file, src=src, out=out, settings=settings)
+        rows = parallel_map(job, files, workers, progress, on_crash=partial(error_row, src=src, out=out, settings=settings))
+        manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', 'height', 'width'])
+        manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
+                                   format=fmt, offset=settings['offset'])
+        tmp = out / f'.{MANIFEST_FILE}.tmp'
+        try: manifest.to_parquet(tmp, index=False); os.replace(tmp, out / MANIFEST_FILE)
+        finally: tmp.unlink(missing_ok=True)
     _report(manifest, time.perf_counter() - start)
     return manifest
+
+def _check_collisions(files, src, out, fmt):
+    "Refuse, in one line, sources that would share an output (`a`, `a.dcm`, `a.DCM`; case-insensitive file systems too)."
+    seen = {}
+    for fn in files:
+        key = str(output_path(fn, src, out, fmt)).casefold()
+        if key in seen:
+            raise ValueError(f'{seen[key]} and {path_text(fn)} would both be cached as {output_path(fn, src, out, fmt)}: rename one of them')
+        seen[key] = path_text(fn)
 
 def _report(manifest, secs):
     "Log the counts, the speed and the first failures."

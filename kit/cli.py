@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['log', 'meta_cmd', 'synth_cmd', 'preprocess_cmd', 'train_cmd', 'predict_cmd', 'validate_cmd', 'submit_cmd',
+__all__ = ['log', 'MAX_SIZE', 'meta_cmd', 'synth_cmd', 'preprocess_cmd', 'train_cmd', 'predict_cmd', 'validate_cmd', 'submit_cmd',
            'wheels_cmd', 'kernel_cmd', 'audit_cmd', 'eda_cmd', 'explain_cmd', 'anonymize_cmd', 'demo_cmd',
            'make_parser', 'main']
 
@@ -19,10 +19,49 @@ __all__ = ['log', 'meta_cmd', 'synth_cmd', 'preprocess_cmd', 'train_cmd', 'predi
 log = logging.getLogger('kit')
 
 def _window_arg(s) -> tuple[float, float]:
-    "A window written `width:level`, e.g. `80:40`."
-    try: w, l = (float(v) for v in s.split(':'))
-    except ValueError: raise argparse.ArgumentTypeError(f'expected width:level such as 80:40, got {s!r}') from None
-    return w, l
+    "One window as `(width, level)`: a registered name such as `brain`, or `width:level` such as `80:40`."
+    from kit.window import parse_window
+    try: spec = parse_window(s)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    if spec.kind != 'wl': raise argparse.ArgumentTypeError(f'expected a window name or width:level, got {s!r}')
+    return spec.width, spec.level
+
+def _windows_arg(s) -> str:
+    "Comma-separated windows, checked now so that a typo is a usage error."
+    from kit.window import parse_windows
+    try: parse_windows(s)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    return s
+
+MAX_SIZE = 8192  # kit.cache.MAX_SIZE, without importing it at start-up
+
+def _size_arg(s) -> int:
+    "An image side in pixels, from 1 to `MAX_SIZE`."
+    try: n = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f'expected a whole number of pixels, got {s!r}') from None
+    if not 1 <= n <= MAX_SIZE: raise argparse.ArgumentTypeError(f'{n} is not between 1 and {MAX_SIZE} pixels')
+    return n
+
+def _workers_arg(s) -> int:
+    "A number of processes, 0 or more (capped at the number of cores when the command runs)."
+    try: n = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f'expected a whole number, got {s!r}') from None
+    if n < 0: raise argparse.ArgumentTypeError(f'{n} is negative')
+    return n
+
+def _count_arg(s) -> int:
+    "A whole number, 1 or more (epochs, batch size, patients...)."
+    try: n = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f'expected a whole number, got {s!r}') from None
+    if n < 1: raise argparse.ArgumentTypeError(f'{n} is not 1 or more')
+    return n
+
+def _gb_arg(s) -> float:
+    "A positive, finite number of GiB."
+    try: v = float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f'expected a number of GiB, got {s!r}') from None
+    if not 0 < v < float('inf'): raise argparse.ArgumentTypeError(f'{s} is not a positive number of GiB')
+    return v
 
 # %% ../nbs/90_cli.ipynb #ddcc2aaa
 def meta_cmd(args) -> int:
@@ -165,7 +204,7 @@ def anonymize_cmd(args) -> int:
     from kit.anonymize import anonymize
     report = anonymize(args.src, args.out, args.salt or os.environ.get('KIT_ANONYMIZE_SALT'), args.keep, args.workers, not args.quiet)
     for src, err in report[report.error.notna()][['source', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', src, err)
-    return 0 if report.error.isna().any() else 1
+    return 1 if report.error.notna().any() else 0
 
 # %% ../nbs/90_cli.ipynb #f17ec7d2
 def demo_cmd(args) -> int:
@@ -185,8 +224,8 @@ def _add_meta(sub):
     p.add_argument('src', help='folder (searched recursively) or one DICOM file')
     p.add_argument('-o', '--out', default='meta.parquet', help='output file: .parquet (default) or .csv')
     p.add_argument('--pixel-stats', action='store_true', help='add img_min/max/mean/std/pct_window of the corrected pixels')
-    p.add_argument('--window', type=_window_arg, default=(80., 40.), help='width:level for img_pct_window (default 80:40)')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores; 0 runs in this process)')
+    p.add_argument('--window', type=_window_arg, default=(80., 40.), help='window name or width:level for img_pct_window (default 80:40)')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
     p.set_defaults(func=meta_cmd)
 
 def _add_preprocess(sub):
@@ -196,11 +235,11 @@ def _add_preprocess(sub):
                                    'Example: kit preprocess train_images cache --windows brain,subdural,bone --size 256')
     p.add_argument('src', help='folder of DICOM files (read only)')
     p.add_argument('out', help='output folder')
-    p.add_argument('--windows', default=None, help='comma-separated names, width:level, header or hist (default brain,subdural,bone)')
-    p.add_argument('--size', type=int, default=None, help='longest side in pixels (default: native size)')
+    p.add_argument('--windows', type=_windows_arg, default=None, help='comma-separated names, width:level, header or hist (default brain,subdural,bone)')
+    p.add_argument('--size', type=_size_arg, default=None, help='longest side in pixels (default: native size)')
     p.add_argument('--crop', action='store_true', help='crop to the body (the non-air region) first')
     p.add_argument('--format', choices=['png', 'png16', 'npy'], default='png', help='png (default), png16 (HU) or npy')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores; 0 runs in this process)')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
     p.add_argument('--rebuild', action='store_true', help='replace a cache made with other settings')
     p.set_defaults(func=preprocess_cmd)
 
@@ -213,22 +252,22 @@ def _add_train(sub):
     p.add_argument('--labels', required=True, help='label csv, wide (image,label...) or long (ID_<image>_<label>,Label)')
     p.add_argument('--out', required=True, help='run folder')
     p.add_argument('--arch', default='resnet18', help='any timm model name (default resnet18)')
-    p.add_argument('--size', type=int, default=256, help='image side (default 256)')
-    p.add_argument('--epochs', type=int, default=5)
-    p.add_argument('--bs', type=int, default=32, help='batch size (default 32)')
+    p.add_argument('--size', type=_size_arg, default=256, help='image side (default 256)')
+    p.add_argument('--epochs', type=_count_arg, default=5)
+    p.add_argument('--bs', type=_count_arg, default=32, help='batch size (default 32)')
     p.add_argument('--lr', default='2e-3', help="learning rate, or 'auto' for fastai's lr_find (default 2e-3)")
     p.add_argument('--fold', type=int, default=0, help='validation fold (default 0)')
-    p.add_argument('--n-folds', type=int, default=5, help='number of patient-grouped folds (default 5)')
+    p.add_argument('--n-folds', type=_count_arg, default=5, help='number of patient-grouped folds (default 5)')
     p.add_argument('--folds', action='store_true', help='train every fold, each in OUT/fold_<k>')
     p.add_argument('--cache', default=None, help='a kit preprocess folder of the same DICOMs (the fast path)')
-    p.add_argument('--windows', default='brain,subdural,bone', help='windows when reading DICOMs (default brain,subdural,bone)')
+    p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs (default brain,subdural,bone)')
     p.add_argument('--pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
     p.add_argument('--weights', default=None, help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
     p.add_argument('--match', default='stem', help='how label ids find files: stem (default) or a header column, e.g. SOPInstanceUID')
     p.add_argument('--task', choices=['multi', 'single', 'regression'], default=None, help='default: inferred from the labels')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--precision', choices=['auto', 'fp16', 'bf16', 'fp32'], default='auto', help='auto: fp16 on a GPU')
-    p.add_argument('--workers', type=int, default=None, help='data loading processes (default: all cores)')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='data loading processes (default: all cores)')
     p.set_defaults(func=train_cmd)
 
 def _add_predict(sub):
@@ -244,8 +283,8 @@ def _add_predict(sub):
     p.add_argument('--tta', action='store_true', help="test-time augmentation (fastai's tta)")
     p.add_argument('--format', default='auto', help='auto (long or wide, from the sample), rsna-ich, rsna-cervical-spine, rsna-breast')
     p.add_argument('--meta', default=None, help='kit meta of the test DICOMs, for formats that aggregate by header fields')
-    p.add_argument('--bs', type=int, default=64)
-    p.add_argument('--workers', type=int, default=None, help='data loading processes (default: all cores)')
+    p.add_argument('--bs', type=_count_arg, default=64)
+    p.add_argument('--workers', type=_workers_arg, default=None, help='data loading processes (default: all cores)')
     p.set_defaults(func=predict_cmd)
 
 def _add_validate(sub):
@@ -305,7 +344,7 @@ def _add_audit(sub):
     p.add_argument('--labels', required=True, help='labels csv, wide or long')
     p.add_argument('--test-meta', default=None, help='header DataFrame of the test images (kit meta --pixel-stats for duplicates)')
     p.add_argument('--match', default='stem', help='how label ids match files: stem (default) or a header column')
-    p.add_argument('--top', type=int, default=15, help='rows of the table to print (default 15)')
+    p.add_argument('--top', type=_count_arg, default=15, help='rows of the table to print (default 15)')
     p.add_argument('-o', '--out', default=None, help='write the whole table to this csv')
     p.set_defaults(func=audit_cmd)
 
@@ -319,7 +358,7 @@ def _add_eda(sub):
     p.add_argument('--test-meta', default=None, help='header DataFrame of the test images, for the audit')
     p.add_argument('--pairs', nargs='*', default=[], help='column pairs to scatter, as X:Y')
     p.add_argument('--match', default='stem', help='how label ids match files: stem (default) or a header column')
-    p.add_argument('--workers', type=int, default=None, help='processes reading pixels (default: all cores)')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes reading pixels (default: all cores)')
     p.add_argument('-o', '--out', default='eda', help='output folder (default eda)')
     p.set_defaults(func=eda_cmd)
 
@@ -334,7 +373,7 @@ def _add_explain(sub):
     p.add_argument('--target', default=None, help="output to explain (default: 'any' or the first)")
     p.add_argument('--images', nargs='*', default=None, help='image ids (file stems) to explain')
     p.add_argument('--labels', default=None, help='labels csv: explain the highest losses')
-    p.add_argument('-n', type=int, default=8, help='images to explain (default 8)')
+    p.add_argument('-n', type=_count_arg, default=8, help='images to explain (default 8)')
     p.add_argument('--layer', default=None, help='module to look at, as a dotted name (default: the backbone output), e.g. 0.model.layer3')
     p.add_argument('-o', '--out', default='gradcam.png', help='output PNG (default gradcam.png)')
     p.set_defaults(func=explain_cmd)
@@ -349,7 +388,7 @@ def _add_anonymize(sub):
     p.add_argument('out')
     p.add_argument('--salt', default=None, help='secret for the pseudonyms (default: $KIT_ANONYMIZE_SALT, else random)')
     p.add_argument('--keep', nargs='*', default=[], help='keywords to leave as they are, e.g. PatientAge PatientSex')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores; 0 runs in this process)')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
     p.set_defaults(func=anonymize_cmd)
 
 def _add_demo(sub):
@@ -359,26 +398,26 @@ def _add_demo(sub):
                                    'answers, time per stage, a batch in its windows, the audit). About 2 minutes on 2 CPU cores. '
                                    'Example: kit demo --out demo')
     p.add_argument('--out', default='demo', help='output folder (default demo)')
-    p.add_argument('--patients', type=int, default=64, help='patients (default 64)')
-    p.add_argument('--slices', type=int, default=8, help='slices per patient (default 8)')
-    p.add_argument('--dicom-size', type=int, default=256, help='side of the generated DICOMs (default 256)')
-    p.add_argument('--size', type=int, default=64, help='image side for training (default 64)')
-    p.add_argument('--epochs', type=int, default=20, help='epochs (default 20)')
+    p.add_argument('--patients', type=_count_arg, default=64, help='patients (default 64)')
+    p.add_argument('--slices', type=_count_arg, default=8, help='slices per patient (default 8)')
+    p.add_argument('--dicom-size', type=_size_arg, default=256, help='side of the generated DICOMs (default 256)')
+    p.add_argument('--size', type=_size_arg, default=64, help='image side for training (default 64)')
+    p.add_argument('--epochs', type=_count_arg, default=20, help='epochs (default 20)')
     p.add_argument('--lr', type=float, default=1e-2, help='learning rate (default 1e-2)')
     p.add_argument('--arch', default='resnet18', help='timm model (default resnet18)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores)')
     p.set_defaults(func=demo_cmd)
 
 def _add_synth(sub):
     p = sub.add_parser('synth', help='write the synthetic head-CT competition',
                        description='A small RSNA-ICH-style competition for trying kit. Example: kit synth demo --patients 40')
     p.add_argument('out', help='output folder')
-    p.add_argument('--patients', type=int, default=24, help='number of patients (default 24)')
-    p.add_argument('--slices', type=int, default=8, help='slices per patient (default 8)')
-    p.add_argument('--size', type=int, default=256, help='image side in pixels (default 256)')
+    p.add_argument('--patients', type=_count_arg, default=24, help='number of patients (default 24)')
+    p.add_argument('--slices', type=_count_arg, default=8, help='slices per patient (default 8)')
+    p.add_argument('--size', type=_size_arg, default=256, help='image side in pixels (default 256)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
+    p.add_argument('--workers', type=_workers_arg, default=1, help='processes (default 1)')
     p.set_defaults(func=synth_cmd)
 
 # %% ../nbs/90_cli.ipynb #0457ce4b
@@ -387,11 +426,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='kit', description='From a folder of DICOMs to a Kaggle submission.',
                                      epilog='Run kit COMMAND --help for the options and an example of each command.')
     parser.add_argument('--debug', action='store_true', help='show tracebacks')
-    parser.add_argument('-q', '--quiet', action='store_true', help='no progress bars, warnings only')
+    parser.add_argument('-q', '--quiet', action='store_true', help="no progress bars, kit's warnings only (nothing from pydicom, torch or fastai)")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for add in (_add_demo, _add_meta, _add_audit, _add_eda, _add_preprocess, _add_train, _add_explain, _add_predict, _add_validate,
                 _add_submit, _add_wheels, _add_kernel, _add_anonymize, _add_synth): add(sub)
     for p in sub.choices.values():
+        p.add_argument('--max-decode-gb', type=_gb_arg, default=None, metavar='GB',
+                       help='refuse, file by file, DICOMs that would take more memory than this to read (default 4, or $KIT_MAX_DECODE_GB)')
         p.add_argument('--config', metavar='YAML', help='option values from a YAML file (names as above; the command line wins)')
     return parser
 
@@ -412,13 +453,38 @@ def _config_defaults(parser, argv):
         action.default, action.required = value, False
 
 # %% ../nbs/90_cli.ipynb #49b9125c
+_WRITERS = {'meta': ('src', 'out'), 'preprocess': ('src', 'out'), 'anonymize': ('src', 'out'), 'predict': ('data', 'out')}
+
+def _check_paths(parser, args):
+    "Usage errors for a source folder that is a file, and for an output that is, or is inside, the source."
+    if args.command not in _WRITERS: return
+    error = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command].error
+    src, out = (Path(getattr(args, k)).resolve() for k in _WRITERS[args.command])
+    if args.command in ('preprocess', 'anonymize') and src.exists() and not src.is_dir(): error(f'{src} is not a folder')
+    if src.is_dir() and (out == src or src in out.parents): error(f'{out} is inside {src}: kit {args.command} never writes into its source folder')
+
+def _setup(args):
+    "Logging (kit's at INFO, others' at WARNING; with -q kit's warnings only), the decode limit, the worker cap."
+    import os, warnings
+    logging.basicConfig(level=logging.WARNING, format='%(message)s', stream=sys.stderr)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    if args.quiet:
+        warnings.filterwarnings('ignore')  # this process only: pydicom's, torch's and fastai's warnings
+        for name in ('pydicom', 'fastai', 'torch', 'timm', 'PIL'): logging.getLogger(name).setLevel(logging.CRITICAL)
+    if args.max_decode_gb: os.environ['KIT_MAX_DECODE_GB'] = str(args.max_decode_gb)
+    cores = os.cpu_count() or 1
+    if getattr(args, 'workers', None) and args.workers > cores:
+        log.warning('--workers %d is more than the %d cores of this machine: using %d', args.workers, cores, cores)
+        args.workers = cores
+
 def main(argv=None) -> int:
     "Run the `kit` command line; return its exit code."
     parser = make_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     _config_defaults(parser, argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format='%(message)s', stream=sys.stderr)
+    _check_paths(parser, args)
+    _setup(args)
     try: return args.func(args)
     except KeyboardInterrupt:
         log.error('interrupted'); return 1

@@ -5,9 +5,13 @@
 # %% ../nbs/00_dicom.ipynb #7773c48f
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
+import stat
 import warnings
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,13 +23,15 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         RLELossless)
 
 # %% auto #0
 __all__ = ['DICOM_EXTS', 'DicomError', 'NotDicomError', 'TruncatedError', 'NoPixelDataError', 'MissingDecoderError',
-           'MissingTagError', 'has_dicom_preamble', 'is_dicom_file', 'get_dicom_files', 'quiet_uid_warnings',
-           'read_dicom', 'stored_range', 'has_pixrep_bug', 'read_pixels', 'window', 'header_window_count',
-           'header_window', 'sort_slices', 'read_series']
+           'MissingTagError', 'is_regular_file', 'has_dicom_preamble', 'is_dicom_file', 'path_text', 'get_dicom_files',
+           'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'stored_range', 'has_pixrep_bug', 'read_pixels',
+           'window', 'header_window_count', 'header_window', 'sort_slices', 'read_series']
 
 # %% ../nbs/00_dicom.ipynb #7680333a
 class DicomError(Exception):
@@ -44,8 +50,14 @@ class MissingTagError(DicomError): "A tag needed to interpret the pixels is abse
 # %% ../nbs/00_dicom.ipynb #0be247ba
 DICOM_EXTS = ('.dcm', '.dicom')
 
+def is_regular_file(path) -> bool:
+    "True for a regular file (after links); never opens it, so a FIFO or device cannot hang or flood the caller."
+    try: return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError: return False
+
 def has_dicom_preamble(path) -> bool:
-    "True when the file holds the `DICM` magic at byte 128 (PS3.10 7.1)."
+    "True when the regular file `path` holds the `DICM` magic at byte 128 (PS3.10 7.1)."
+    if not is_regular_file(path): return False
     try:
         with open(path, 'rb') as f:
             f.seek(128)
@@ -56,17 +68,23 @@ def is_dicom_file(path) -> bool:
     "A `.dcm`/`.dicom` file, or one without a real extension that has the DICM preamble."
     suffix = Path(path).suffix.lower()
     if suffix in DICOM_EXTS: return True
-    return (suffix == '' or suffix[1:].isdigit()) and has_dicom_preamble(path)
+    if suffix != '' and not suffix[1:].isdigit(): return False
+    return has_dicom_preamble(path) or (is_regular_file(path) and not os.access(path, os.R_OK))  # unreadable: reported, not skipped
+
+def path_text(path) -> str:
+    "`path` as text any file format can store: bytes of a POSIX name that are not UTF-8 become `\\xNN`."
+    return os.fsencode(path).decode('utf-8', 'backslashreplace')
 
 # %% ../nbs/00_dicom.ipynb #854321cc
 def get_dicom_files(path, recurse=True, folders=None) -> list[Path]:
-    "Sorted DICOM files under `path`, recursively by default, only in subfolders `folders` if given."
+    "Sorted DICOM files under `path`, recursively by default, only in subfolders `folders` if given; unreadable folders too, to be reported."
     path = Path(path)
     if path.is_file(): return [path] if is_dicom_file(path) else []
     roots = [path/f for f in folders] if folders else [path]
     res = []
+    unreadable = lambda e: res.append(Path(e.filename)) if os.path.lexists(e.filename) else None
     for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith('.')) if recurse else []
             res += [Path(dirpath)/f for f in filenames if not f.startswith('.') and is_dicom_file(Path(dirpath)/f)]
     return sorted(res)
@@ -91,18 +109,37 @@ _ENCODINGS = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLit
               (False, False): ExplicitVRBigEndian}
 
 def _read_error(path, exc) -> DicomError:
-    "The typed error for an exception raised while parsing `path`."
+    "The typed error for an exception raised while opening or parsing `path`."
     if isinstance(exc, FileNotFoundError): return DicomError(path, 'file not found')
     if isinstance(exc, IsADirectoryError): return DicomError(path, 'a folder, not a file')
+    if isinstance(exc, PermissionError): return DicomError(path, 'permission denied')
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP: return DicomError(path, 'symbolic link loop')
+    if isinstance(exc, OSError) and exc.errno: return DicomError(path, f'cannot read the file ({exc.strerror})')
+    if isinstance(exc, MemoryError): return DicomError(path, 'out of memory while reading the header')
     if isinstance(exc, (EOFError, OSError)): return TruncatedError(path, f'truncated file ({exc})')
     return NotDicomError(path, f'not a DICOM file ({type(exc).__name__}: {exc})')
 
-def _is_truncated(ds) -> bool:
-    "True when the last element read holds fewer bytes than its length says (pydicom stops quietly at EOF)."
+_FILE_KINDS = ((stat.S_ISFIFO, 'a FIFO'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+               (stat.S_ISSOCK, 'a socket'))
+
+def _check_regular(path) -> int:
+    "The size of file `path`; the typed error unless it is a regular file: a FIFO would hang the reader, a device would never end."
+    try: st = os.stat(path)
+    except OSError as e: raise _read_error(path, e) from None
+    mode = st.st_mode
+    if stat.S_ISREG(mode): return st.st_size
+    if stat.S_ISDIR(mode):
+        raise DicomError(path, 'a folder, not a file' if os.access(path, os.R_OK | os.X_OK) else 'a folder that cannot be read (permission denied)')
+    raise DicomError(path, f"not a regular file ({next((name for test, name in _FILE_KINDS if test(mode)), 'special file')})")
+
+def _is_truncated(ds, size=None) -> bool:
+    "True when the last element read is cut short, or the file (of `size` bytes) ends inside the header of the next (pydicom stops quietly at EOF)."
     if not len(ds): return False
     last = ds.get_item(next(reversed(ds.keys())))
-    value = getattr(last, 'value', None)
-    return isinstance(value, bytes) and last.length != 0xFFFFFFFF and len(value) < last.length
+    value, tell, length = getattr(last, 'value', None), getattr(last, 'value_tell', None), getattr(last, 'length', None)
+    if length is None or length == 0xFFFFFFFF: return False
+    if isinstance(value, bytes) and len(value) < length: return True
+    return size is not None and tell is not None and 0 < size - (tell + length) < 12  # an element header is 8 or 12 bytes
 
 def _convert_uids(ds):
     "Turn the raw UI elements of `ds` into UIDs now, unvalidated, so that RSNA's `ID_...` values raise no warning later."
@@ -118,6 +155,31 @@ def _dictionary_vr(tag):
     try: return dictionary_VR(tag)
     except KeyError: return None
 
+def max_decode_bytes() -> int:
+    "The most memory reading one file may take: `$KIT_MAX_DECODE_GB` GiB (default 4)."
+    return int(float(os.environ.get('KIT_MAX_DECODE_GB', 4)) * 2**30)
+
+def _limit_error(path, what, nbytes) -> DicomError:
+    "The error for `what` needing `nbytes`, over the decode limit."
+    return DicomError(path, f'{what} would take about {nbytes / 2**30:.1f} GiB of memory, over the limit of {max_decode_bytes() / 2**30:g} GiB '
+                            '(raise it with KIT_MAX_DECODE_GB or --max-decode-gb)')
+
+def _check_inflated_size(path):
+    "Refuse a Deflated Explicit VR file whose dataset inflates past the decode limit (a zip bomb), reading at most 16 MB at a time."
+    with open(path, 'rb') as f: head = f.read(1024)
+    if DeflatedExplicitVRLittleEndian.encode() not in head: return
+    meta = read_file_meta_info(path)
+    if meta.get('TransferSyntaxUID') != DeflatedExplicitVRLittleEndian or 'FileMetaInformationGroupLength' not in meta: return
+    inflate, total, limit = zlib.decompressobj(-zlib.MAX_WBITS), 0, max_decode_bytes()
+    with open(path, 'rb') as f:
+        f.seek(144 + int(meta.FileMetaInformationGroupLength))  # preamble, DICM, the group length element, the group
+        while chunk := f.read(2**20):
+            while chunk:
+                try: total += len(inflate.decompress(chunk, 2**24))
+                except zlib.error as e: raise NotDicomError(path, f'corrupt deflated data ({e})') from None
+                if 2 * total > limit: raise _limit_error(path, 'inflating the deflated dataset', 2 * total)  # pydicom holds it twice
+                chunk = inflate.unconsumed_tail
+
 def _set_transfer_syntax(ds):
     "Give a dataset read without file meta the transfer syntax it was parsed with."
     if 'TransferSyntaxUID' in ds.file_meta: return
@@ -131,13 +193,16 @@ def read_dicom(src, header_only=False, defer_size='64 KB', convert_uids=True) ->
     path = src if is_path else getattr(src, 'name', '<stream>')
     kw = dict(stop_before_pixels=True, defer_size=defer_size if is_path else None) if header_only else {}
     try:
+        size = None
+        if is_path: size = _check_regular(src); _check_inflated_size(src)
         with quiet_uid_warnings():
             ds = pydicom.dcmread(src, force=True, **kw)
             if convert_uids: _convert_uids(ds)
+    except DicomError: raise
     except Exception as e: raise _read_error(path, e) from None
     if getattr(ds, 'preamble', None) is None and not any(t.group in (0x8, 0x10, 0x18, 0x20, 0x28) for t in ds.keys()):
         raise NotDicomError(path, 'not a DICOM file (no DICM preamble and no image or patient elements)')
-    if _is_truncated(ds): raise TruncatedError(path, 'truncated file (the last element is cut short)')
+    if _is_truncated(ds, size): raise TruncatedError(path, 'truncated file (it ends inside a data element)')
     if not len(ds): raise TruncatedError(path, 'truncated or corrupt file (no data element could be read after the file meta)')
     _set_transfer_syntax(ds)
     return ds
@@ -146,14 +211,38 @@ def read_dicom(src, header_only=False, defer_size='64 KB', convert_uids=True) ->
 _REQUIRED = ('Rows', 'Columns', 'BitsAllocated', 'SamplesPerPixel', 'PhotometricInterpretation')
 _PIXEL_KEYWORDS = ('PixelData', 'FloatPixelData', 'DoubleFloatPixelData')
 
-def _check_decodable(ds, path):
-    "Raise the typed error when `ds` has no pixels, lacks a required tag, or has no decoder installed."
+def _n_frames(ds) -> int:
+    "(0028,0008) Number of Frames, 1 when absent or invalid (as pydicom reads it)."
+    try: return max(1, int(ds.get('NumberOfFrames') or 1))
+    except (TypeError, ValueError): return 1
+
+def _check_size(ds, path, frame):
+    "Refuse an image whose pixels (one frame, or all) would take more memory than the limit to decode and correct."
+    frames = 1 if frame is not None else _n_frames(ds)
+    n = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * frames * 12  # measured peak: decoded values, float32, masks
+    if n > max_decode_bytes(): raise _limit_error(path, f'decoding {ds.Rows} x {ds.Columns} pixels x {frames} frames', n)
+
+def _check_native_length(ds, path):
+    "Refuse native pixel data half as long again as the header implies, or more: not padding (PS3.5 8.1.1) but a header that does not describe the data."
+    if 'PixelData' not in ds or UID(ds.file_meta.TransferSyntaxUID).is_encapsulated: return
+    row = int(ds.Columns) * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) / 8
+    expected, actual = math.ceil(row * int(ds.Rows) * _n_frames(ds)), len(ds.PixelData)
+    if actual >= 1.5 * expected + 2:
+        raise DicomError(path, f'(7FE0,0010) Pixel Data holds {actual} bytes but Rows, Columns, Samples per Pixel, Bits Allocated '
+                               f'and Number of Frames ({ds.Rows}, {ds.Columns}, {ds.SamplesPerPixel}, {ds.BitsAllocated}, '
+                               f'{_n_frames(ds)}) make {expected}: the header does not describe the data')
+
+def _check_decodable(ds, path, frame=None):
+    "Raise the typed error when `ds` has no pixels, lacks a required tag, is too big to decode or has no decoder installed."
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        raise NoPixelDataError(path, f"no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')})")
+        hint = ': the header describes an image (Rows, Columns), so the file may be truncated' if 'Rows' in ds and 'Columns' in ds else ''
+        raise NoPixelDataError(path, f"no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')}){hint}")
     for k in _REQUIRED:
         if ds.get(k) in (None, ''): raise MissingTagError(path, f'missing required tag {k}')
     ts = UID(ds.file_meta.get('TransferSyntaxUID', ''))
     if not ts: raise MissingTagError(path, 'missing required tag TransferSyntaxUID')
+    _check_size(ds, path, frame)
+    _check_native_length(ds, path)
     try: decoder = get_decoder(ts)
     except NotImplementedError:
         raise MissingDecoderError(path, f'no decoder for transfer syntax {ts.name} ({ts}) in pydicom') from None
@@ -166,10 +255,13 @@ def _fast_plugin(ds) -> str:
     return 'pylibjpeg' if 'pylibjpeg' in get_decoder(RLELossless).available_plugins else ''
 
 def _decode(ds, path, frame=None) -> np.ndarray:
-    "The stored pixel values of `ds` (one frame, or all), colour as RGB."
-    _check_decodable(ds, path)
+    "The stored pixel values of `ds` (one frame, or all; checked by `_check_decodable`), colour as RGB."
     try: arr = pixel_array(ds, index=frame, decoding_plugin=_fast_plugin(ds))
+    except StopIteration:
+        raise DicomError(path, f'the pixel data holds fewer frames than (0028,0008) Number of Frames ({_n_frames(ds)})') from None
     except ValueError as e:
+        if 'broadcast' in str(e) or 'reshape' in str(e):
+            raise DicomError(path, f'the decoded image does not match the header ({ds.Rows} Rows x {ds.Columns} Columns): {e}') from None
         if 'length' in str(e) or 'expected' in str(e): raise TruncatedError(path, f'pixel data too short ({e})') from None
         raise DicomError(path, f'cannot decode pixel data ({e})') from None
     except Exception as e: raise DicomError(path, f'cannot decode pixel data ({type(e).__name__}: {e})') from None
@@ -184,6 +276,18 @@ def stored_range(ds) -> tuple[float, float]:
     slope, icpt = float(ds.get('RescaleSlope', 1) or 1), float(ds.get('RescaleIntercept', 0) or 0)
     lo, hi = lo*slope + icpt, hi*slope + icpt
     return (min(lo, hi), max(lo, hi))
+
+_RESCALE = (('RescaleSlope', '(0028,1053) Rescale Slope'), ('RescaleIntercept', '(0028,1052) Rescale Intercept'))
+
+def _check_rescale(ds, path):
+    "Refuse a rescale that is not a finite number, a zero slope, or one that takes the values out of float32's range."
+    for kw, name in _RESCALE:
+        if kw not in ds: continue
+        try: v = float(ds[kw].value)
+        except Exception: raise DicomError(path, f'{name} {ds.get_item(kw).value!r} is not a number') from None
+        if not math.isfinite(v) or (kw == 'RescaleSlope' and v == 0): raise DicomError(path, f'{name} is {v:g}: not a usable number')
+    if max(map(abs, stored_range(ds))) > np.finfo(np.float32).max:
+        raise DicomError(path, f'{_RESCALE[0][1]} {ds.RescaleSlope} and {_RESCALE[1][1]} {ds.RescaleIntercept} take the values out of float32 range')
 
 def has_pixrep_bug(ds) -> bool:
     "A CT file with signed 12-bit values labelled unsigned (the RSNA ICH bug)."
@@ -234,6 +338,8 @@ def read_pixels(src, frame=None, fix_pixrep=True, fix_padding=True, invert_monoc
     "Float32 pixels of `src` (path or dataset) in modality units (HU for CT), with the known gotchas fixed."
     ds = src if isinstance(src, Dataset) else read_dicom(src)
     path = _source(ds)
+    _check_decodable(ds, path, frame)
+    _check_rescale(ds, path)
     raw = _decode(ds, path, frame)
     if ds.get('SamplesPerPixel', 1) > 1 or ds.PhotometricInterpretation == 'PALETTE COLOR': return raw.astype(np.float32)
     pad = _padding_mask(ds, raw) if fix_padding else None

@@ -5,6 +5,7 @@
 # %% ../nbs/03_window.ipynb #1d7b4d07
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ WINDOWS = dict(brain=(80, 40), subdural=(254, 100), stroke=(8, 32), brain_bone=(
 
 def register_window(name, width, level):
     "Add or replace the named window `name` as `width:level`."
-    if width <= 0: raise ValueError(f'window {name!r}: width must be > 0, got {width}')
+    if not 0 < width < math.inf or not math.isfinite(level): raise ValueError(f'window {name!r}: width must be a finite number > 0 and level finite, got {width}:{level}')
     WINDOWS[name] = (float(width), float(level))
 
 # %% ../nbs/03_window.ipynb #42bc0d7c
@@ -46,7 +47,7 @@ def parse_window(spec) -> WindowSpec:
     if spec in WINDOWS: return WindowSpec('wl', *map(float, WINDOWS[spec]))
     try: w, l = (float(v) for v in spec.split(':'))
     except ValueError: raise ValueError(f"unknown window {spec!r}: use a name ({', '.join(WINDOWS)}), width:level, header or hist") from None
-    if w <= 0: raise ValueError(f'window {spec!r}: width must be > 0')
+    if not 0 < w < math.inf or not math.isfinite(l): raise ValueError(f'window {spec!r}: width must be a finite number > 0 and level finite')
     return WindowSpec('wl', w, l)
 
 def parse_windows(specs) -> list[WindowSpec]:
