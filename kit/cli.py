@@ -66,14 +66,12 @@ def _gb_arg(s) -> float:
 # %% ../nbs/90_cli.ipynb #ddcc2aaa
 def meta_cmd(args) -> int:
     "Write the header DataFrame of `args.src` to `args.out` (parquet, or csv by suffix)."
-    from kit.meta import dicom_meta
+    from kit.meta import dicom_meta, write_meta
     if not Path(args.src).exists(): raise FileNotFoundError(f'{args.src}: no such file or folder')
     df = dicom_meta(args.src, pixel_stats=args.pixel_stats, workers=args.workers, window=args.window, progress=not args.quiet)
     if df.empty:
         log.error('no DICOM files under %s', args.src); return 1
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False) if out.suffix == '.csv' else df.to_parquet(out, index=False)
+    out = write_meta(df, args.out)
     errors = df[df['error'].notna()]
     for fname, err in errors[['fname', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', fname, err)
     if len(errors) > 10: log.warning('... and %d more errors (see the error column)', len(errors) - 10)
@@ -463,6 +461,10 @@ def _check_paths(parser, args):
     if args.command in ('preprocess', 'anonymize') and src.exists() and not src.is_dir(): error(f'{src} is not a folder')
     if src.is_dir() and (out == src or src in out.parents): error(f'{out} is inside {src}: kit {args.command} never writes into its source folder')
 
+def _only_kit(record) -> bool:
+    "Pass kit's own log records only."
+    return record.name == 'kit' or record.name.startswith('kit.')
+
 def _setup(args):
     "Logging (kit's at INFO, others' at WARNING; with -q kit's warnings only), the decode limit, the worker cap."
     import os, warnings
@@ -470,7 +472,7 @@ def _setup(args):
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     if args.quiet:
         warnings.filterwarnings('ignore')  # this process only: pydicom's, torch's and fastai's warnings
-        for name in ('pydicom', 'fastai', 'torch', 'timm', 'PIL'): logging.getLogger(name).setLevel(logging.CRITICAL)
+        for handler in logging.getLogger().handlers: handler.addFilter(_only_kit)  # pydicom resets its logger's level on import
     if args.max_decode_gb: os.environ['KIT_MAX_DECODE_GB'] = str(args.max_decode_gb)
     cores = os.cpu_count() or 1
     if getattr(args, 'workers', None) and args.workers > cores:

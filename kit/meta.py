@@ -31,7 +31,7 @@ from .dicom import DicomError, get_dicom_files, path_text, quiet_uid_warnings, r
 
 # %% auto #0
 __all__ = ['log', 'LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'error_row', 'FolderBusyError', 'folder_lock',
-           'parallel_map', 'dicom_meta', 'read_meta', 'join_labels']
+           'parallel_map', 'dicom_meta', 'write_meta', 'read_meta', 'join_labels']
 
 # %% ../nbs/01_meta.ipynb #e090dcb7
 log = logging.getLogger(__name__)
@@ -277,6 +277,18 @@ def dicom_meta(src, pixel_stats=False, workers=None, window=(80, 40), progress=T
     n_err = int(df['error'].notna().sum())
     log.info('read %d files, %d errors', len(df) - n_err, n_err)
     return df
+
+# %% ../nbs/01_meta.ipynb #e105fc28
+def write_meta(df, path) -> Path:
+    "Write header DataFrame `df` to `path` (parquet, or csv by suffix) through a temporary file, so that no reader sees half of it."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        df.to_csv(tmp, index=False) if path.suffix == '.csv' else df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+    return path
 
 # %% ../nbs/01_meta.ipynb #26c15b89
 def read_meta(path) -> pd.DataFrame:

@@ -32,12 +32,16 @@ def _bits1(d):
     return save(ds, d / 'bits_allocated_1.dcm')
 
 def _j2k_flipped(d):
+    "JPEG 2000 whose codestream header (SIZ) has flipped bytes. Flips in the coded data itself decode silently:"
+    # lossless JPEG 2000 carries no checksum, and openjpeg reports nothing, so no reader can tell those.
     ds = ct(64, ts=JPEG2000Lossless)
-    frag = bytearray(ds.PixelData)
-    start = len(frag) // 2
-    for i in range(start, start + 64): frag[i] ^= 0xFF
-    ds.PixelData = bytes(frag)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    for i in range(8, 24): frame[i] ^= 0xFF
+    ds.PixelData = encapsulate([bytes(frame)])
     return save(ds, d / 'j2k_flipped.dcm')
+
+def _j2k_rows(d):
+    ds = ct(32, ts=JPEG2000Lossless); ds.Rows = ds.Columns = 64; return save(ds, d / 'j2k_rows.dcm')
 
 def _rescale(name, slope=None, intercept=None):
     def make(d):
@@ -104,7 +108,7 @@ def _non_utf8(d):
     p = Path(os.fsdecode(bytes(d) + b'/caf\xe9.dcm')); save(ct(), p); return p
 
 
-CASES = dict(double_pixels=_double_pixels, bits1=_bits1, j2k_flipped=_j2k_flipped,
+CASES = dict(double_pixels=_double_pixels, bits1=_bits1, j2k_flipped=_j2k_flipped, j2k_rows=_j2k_rows,
              slope_nan=_rescale('slope_nan', slope='NaN'), slope_inf=_rescale('slope_inf', slope='inf'),
              intercept_huge=_rescale('intercept_huge', intercept='1e99'), text_slope=_text_slope,
              rle_frames=_rle_frames, j2k_huge=_j2k_huge, rle_bomb=_rle_bomb, deflate_bomb=_deflate_bomb,

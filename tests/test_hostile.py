@@ -15,6 +15,7 @@ KIT = str(Path(sys.executable).with_name('kit'))
 
 # each case: the words its error must hold (None: the file reads fine)
 EXPECTED = dict(double_pixels='the header does not describe the data', bits1='the header does not describe the data',
+                j2k_flipped='cannot decode pixel data', j2k_rows='the decoded image does not match the header (64 Rows x 64 Columns)',
                 slope_nan='Rescale Slope is nan', slope_inf='Rescale Slope is inf', intercept_huge='out of float32 range',
                 text_slope="Rescale Slope 'abc' is not a number", rle_frames='fewer frames than (0028,0008) Number of Frames (3)',
                 j2k_huge='over the limit of', rle_bomb='over the limit of', deflate_bomb='over the limit of',
