@@ -53,6 +53,6 @@ def test_meta_does_not_import_torch(tmp_path):
     code = ("import sys; from kit.cli import main; main(['-q', 'meta', sys.argv[1], '-o', sys.argv[2]]); "
             "print(sorted(m for m in ('torch', 'fastai', 'timm') if m in sys.modules))")
     from kit.synth import make_competition
-    make_competition(tmp_path, n_patients=1, slices=2, size=32)
-    r = subprocess.run([sys.executable, '-c', code, str(tmp_path), str(tmp_path / 'm.parquet')], capture_output=True, text=True)
+    make_competition(tmp_path / 'comp', n_patients=1, slices=2, size=32)
+    r = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'comp'), str(tmp_path / 'm.parquet')], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == '[]', (r.stdout, r.stderr)
