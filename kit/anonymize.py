@@ -6,29 +6,36 @@
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
+import struct
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
-from .dicom import quiet_uid_warnings
-from .meta import get_dicom_files, parallel_map
+from .dicom import DicomError, MissingTagError, TruncatedError, path_text, quiet_uid_warnings, read_dicom
+from .meta import LOCK_FILE, folder_lock, get_dicom_files, parallel_map
 
 # %% auto #0
-__all__ = ['log', 'PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'anonymize_dataset', 'may_have_burned_in_text',
-           'anonymize_file', 'anonymize']
+__all__ = ['log', 'PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset',
+           'may_have_burned_in_text', 'check_pixel_length', 'patient_folder', 'anonymize_file', 'anonymize']
 
 # %% ../nbs/14_anonymize.ipynb #a2abe396
 log = logging.getLogger(__name__)
 
 # %% ../nbs/14_anonymize.ipynb #7b0ae15d
 PROFILE = 'dicomfields_2026c'  # the newest PS3.15 table dicom-anonymizer ships
+_UID_TEXT = re.compile(r'[0-9]+(\.[0-9]+)*')  # PS3.5 9.1: digits and dots
 
 def pseudonym(value, salt, prefix='ANON') -> str:
     "A pseudonym for `value`: the same for the same value and salt, unguessable without the salt."
@@ -45,12 +52,17 @@ def profile_tags(version=PROFILE) -> dict[str, list]:
     return {k: v for k, v in dicom_anonymization_database_selector(version).items() if k != 'ALL_TAGS'}
 
 # %% ../nbs/14_anonymize.ipynb #35fa5660
+def _uid_text(value) -> str:
+    "One UID value as text, also when a hostile file stores it under another VR (bytes are decoded)."
+    return value.decode('ascii', 'replace').strip(' \x00') if isinstance(value, bytes) else str(value)
+
 def _uid_action(salt):
-    "A dicom-anonymizer action replacing the UID(s) of a tag by their pseudo UIDs."
+    "A dicom-anonymizer action replacing the UID(s) of a tag by their pseudo UIDs, whatever VR the file gave it."
     def replace(dataset, tag):
         el = dataset.get(tag)
-        if el is None or el.VR != 'UI' or not el.value: return
-        el.value = [pseudo_uid(v, salt) for v in el.value] if el.VM > 1 else pseudo_uid(el.value, salt)
+        if el is None or el.VR == 'SQ' or el.value in (None, '', b''): return
+        new = [pseudo_uid(_uid_text(v), salt) for v in (el.value if el.VM > 1 and el.VR == 'UI' else [el.value])]
+        dataset[tag] = DataElement(tag, 'UI', new if len(new) > 1 else new[0])
     return replace
 
 def _patient_action(salt, patient_id):
@@ -59,19 +71,70 @@ def _patient_action(salt, patient_id):
         if tag in dataset: dataset[tag].value = pseudonym(patient_id, salt)
     return replace
 
-def anonymize_dataset(ds, salt, keep=()) -> pydicom.Dataset:
-    "Apply the basic profile to `ds` in place with consistent pseudonyms; `keep`: keywords left as they are."
-    from dicomanonymizer.simpledicomanonymizer import anonymize_dataset as apply_profile, initialize_actions, keep as keep_action
-    tags = profile_tags()
-    rules = {t: _uid_action(salt) for t in tags['U_TAGS'] + tags['X_Z_U_STAR_TAGS']}
-    patient = _patient_action(salt, ds.get('PatientID', ''))
-    rules.update({(0x0010, 0x0020): patient, (0x0010, 0x0010): patient})
-    rules.update({divmod(pydicom.datadict.tag_for_keyword(k), 0x10000): keep_action for k in keep})
+def _keep_tags(keep) -> list[tuple]:
+    "The `(group, element)` of each keyword in `keep`; a ValueError names the unknown ones."
+    unknown = [k for k in keep if pydicom.datadict.tag_for_keyword(k) is None]
+    if unknown: raise ValueError(f"unknown DICOM keyword(s) to keep: {' '.join(unknown)}")
+    return [divmod(pydicom.datadict.tag_for_keyword(k), 0x10000) for k in keep]
+
+def _actions(salt, patient_id, keep=()) -> tuple[dict, list]:
+    "The profile's action by `(group, element)`, and the masked ones `((group, element, group mask, element mask), action)` of repeating groups."
+    from dicomanonymizer.simpledicomanonymizer import initialize_actions, keep as keep_action
+    tags, actions = profile_tags(), initialize_actions(PROFILE)
+    actions.update({t: _uid_action(salt) for t in tags['U_TAGS'] + tags['X_Z_U_STAR_TAGS']})
+    patient = _patient_action(salt, patient_id)
+    actions.update({(0x0010, 0x0020): patient, (0x0010, 0x0010): patient})
+    actions.update({t: keep_action for t in _keep_tags(keep)})
+    return {t: a for t, a in actions.items() if len(t) == 2}, [(t, a) for t, a in actions.items() if len(t) == 4]
+
+def _action_for(tag, exact, masked):
+    "The action for `tag`: its own, else that of the repeating group it falls in, else None (the element is kept)."
+    if (tag.group, tag.element) in exact: return exact[tag.group, tag.element]
+    return next((a for (g, e, gm, em), a in masked if tag.group & gm == g & gm and tag.element & em == e & em), None)
+
+def _apply_profile(ds, exact, masked):
+    "Apply the actions to every element of `ds` and of every item of its sequences, at any depth; private elements are removed."
+    for tag in list(ds.keys()):
+        if tag.is_private or tag.group in (0x0000, 0x0002):  # private, command or file meta elements have no place here
+            del ds[tag]; continue
+        action = _action_for(tag, exact, masked)
+        if action is not None: action(ds, (tag.group, tag.element))
+        el = ds.get(tag)
+        if el is not None and el.VR == 'SQ':
+            for item in el.value: _apply_profile(item, exact, masked)
+
+def instance_uid(ds, salt, fallback='') -> str:
+    "The new SOP instance UID of `ds`: the pseudo UID of its (0008,0018) SOP Instance UID, else of the file meta's, else of `fallback`."
+    meta = getattr(ds, 'file_meta', None) or {}
+    old = ds.get('SOPInstanceUID') or meta.get('MediaStorageSOPInstanceUID') or fallback
+    return pseudo_uid(_uid_text(old), salt)
+
+def _name(ds) -> str:
+    "The file `ds` was read from, for an error message."
+    return str(getattr(ds, 'filename', None) or '<dataset>')
+
+def _file_meta(ds, old_meta, uid) -> FileMetaDataset:
+    "New file meta (PS3.10 7.1) holding only what the standard requires: nothing of the old one is copied but UIDs of class and syntax."
+    sop_class, syntax = ds.get('SOPClassUID') or old_meta.get('MediaStorageSOPClassUID'), old_meta.get('TransferSyntaxUID')
+    if not sop_class or not _UID_TEXT.fullmatch(str(sop_class)): raise MissingTagError(_name(ds), '(0008,0016) SOP Class UID is missing or not a UID')
+    if not syntax or not UID(str(syntax)).is_transfer_syntax: raise MissingTagError(_name(ds), '(0002,0010) Transfer Syntax UID is missing or not a transfer syntax pydicom writes')
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b'\x00\x01'
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID = str(sop_class), uid, UID(str(syntax))
+    meta.ImplementationClassUID, meta.ImplementationVersionName = PYDICOM_IMPLEMENTATION_UID, f"PYDICOM {'.'.join(pydicom.__version_info__)}"
+    return meta
+
+def anonymize_dataset(ds, salt, keep=(), uid=None) -> pydicom.Dataset:
+    "Apply the basic profile to `ds` in place, in every sequence item, with consistent pseudonyms; new file meta and a zero preamble; `keep`: keywords left as they are; `uid`: the new SOP instance UID (default `instance_uid(ds, salt)`)."
+    uid = uid or instance_uid(ds, salt)
+    exact, masked = _actions(salt, ds.get('PatientID', ''), keep)
+    old_meta = getattr(ds, 'file_meta', None) or FileMetaDataset()
     with quiet_uid_warnings():
-        apply_profile(ds, rules, delete_private_tags=True, base_rules_gen=partial(initialize_actions, PROFILE))
+        _apply_profile(ds, exact, masked)
+        if 'SOPInstanceUID' in ds: ds.SOPInstanceUID = uid
         ds.PatientIdentityRemoved = 'YES'
         ds.DeidentificationMethod = 'kit: PS3.15 basic profile, salted pseudonyms'
-        if 'SOPInstanceUID' in ds and getattr(ds, 'file_meta', None) is not None: ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta, ds.preamble = _file_meta(ds, old_meta, uid), bytes(128)
     return ds
 
 # %% ../nbs/14_anonymize.ipynb #e092944f
@@ -101,36 +164,134 @@ def _claim(tmp, dest) -> Path:
         return target
     raise FileExistsError(f'{dest}: too many files with this SOP instance UID')
 
-def anonymize_file(fn, out, salt, keep=()) -> dict:
-    "De-identify DICOM file `fn` into folder `out`; a report row (errors recorded, not raised)."
+def _fragments(data) -> int | None:
+    "The number of fragments after the Basic Offset Table in encapsulated pixel data (PS3.5 A.4), None when the items end early or are not items."
+    pos, n = 0, -1
+    while pos + 8 <= len(data):
+        group, element, length = struct.unpack_from('<HHL', data, pos)
+        if (group, element) == (0xFFFE, 0xE0DD): return n
+        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF: return None
+        pos, n = pos + 8 + length, n + 1
+    return n if pos == len(data) else None
+
+def _n_frames(ds) -> int:
+    "(0028,0008) Number of Frames, 1 when absent or not a number."
+    try: return max(1, int(ds.get('NumberOfFrames') or 1))
+    except (TypeError, ValueError): return 1
+
+def check_pixel_length(ds, path):
+    "Raise `TruncatedError` when the pixel data is shorter than the header says: native data under Rows x Columns x Samples per Pixel x Frames x Bits Allocated / 8 bytes, encapsulated items that end early or fewer fragments than frames."
+    frames = _n_frames(ds)
+    for kw in ('PixelData', 'FloatPixelData', 'DoubleFloatPixelData'):
+        data = ds.get(kw)
+        if data is None: continue
+        if kw == 'PixelData' and UID(str(ds.file_meta.get('TransferSyntaxUID', ''))).is_encapsulated:
+            n = _fragments(data)
+            if n is None: raise TruncatedError(path, '(7FE0,0010) Pixel Data: an encapsulated item ends past the data or is not an item: the file is cut short')
+            if n < frames: raise TruncatedError(path, f'(7FE0,0010) Pixel Data holds {n} fragments for {frames} frames (Number of Frames): frames are missing')
+            continue
+        if any(ds.get(k) in (None, '') for k in ('Rows', 'Columns', 'BitsAllocated')): continue
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get('SamplesPerPixel') or 1) * frames * int(ds.BitsAllocated)
+        if ds.get('PhotometricInterpretation') == 'YBR_FULL_422': bits = bits * 2 // 3  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
+        expected = (bits + 7) // 8
+        if len(data) < expected:
+            raise TruncatedError(path, f'{ds[kw].tag} {ds[kw].name} holds {len(data)} bytes, fewer than the {expected} that Rows, Columns, '
+                                       'Samples per Pixel, Number of Frames and Bits Allocated make: the file is cut short')
+
+def patient_folder(ds, salt) -> str:
+    "The output folder of `ds`: the pseudonym of its (0010,0020) Patient ID, `ANON_NONE` without one; never text from the file."
+    return pseudonym(ds.get('PatientID', ''), salt) if 'PatientID' in ds else 'ANON_NONE'
+
+def _inside(out, path) -> Path:
+    "`path` with links and `..` resolved, after checking that it stays inside folder `out`."
+    res = Path(path).resolve()
+    if not res.is_relative_to(Path(out).resolve()): raise ValueError(f'{path} resolves to {res}, outside {out}: not written')
+    return res
+
+def _error_text(e) -> str:
+    "One line naming the cause of `e`: a DICOM error's cause, a write error's reason, else the exception."
+    if isinstance(e, DicomError): return f'{type(e).__name__}: {e.cause}'
+    if isinstance(e, OSError) and e.strerror: return f'cannot write the output: {e.strerror}'
+    return ' '.join(f'{type(e).__name__}: {e}'.split())
+
+def _row(fn, output=None, removed='', changed='', burned_in_text=None, error=None) -> dict:
+    "One row of the report."
+    return dict(source=path_text(fn), output=output, removed=removed, changed=changed, burned_in_text=burned_in_text, error=error)
+
+def _write(ds, out, folder, uid) -> Path:
+    "Write `ds` to `out/folder/uid.dcm` (or `uid_1.dcm`...) through a temporary file, removed whatever happens; the path written."
+    dest = _inside(out, Path(out) / folder / f'{uid}.dcm')
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = _inside(out, dest)  # again: a link planted while the folder was made
+    tmp = dest.with_name(f'{dest.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
     try:
-        with quiet_uid_warnings(): ds = pydicom.dcmread(fn)
-        before = copy.deepcopy(ds)
-        anonymize_dataset(ds, salt, keep)
-        dest = Path(out) / str(ds.get('PatientID', 'ANON_NONE')) / f"{ds.get('SOPInstanceUID', pseudo_uid(fn, salt))}.dcm"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f'{dest.stem}.{os.getpid()}.tmp')
-        with quiet_uid_warnings(): ds.save_as(tmp)
-        dest = _claim(tmp, dest)
+        with quiet_uid_warnings(): pydicom.dcmwrite(tmp, ds, enforce_file_format=True, overwrite=False)
+        return _claim(tmp, dest)
+    finally: tmp.unlink(missing_ok=True)
+
+def anonymize_file(fn, out, salt, keep=()) -> dict:
+    "De-identify DICOM file `fn` into folder `out` as `<patient pseudonym>/<new SOP instance UID>.dcm`; a report row (errors recorded, not raised)."
+    try:
+        ds = read_dicom(fn)
+        check_pixel_length(ds, fn)
+        before, folder, uid = copy.deepcopy(ds), patient_folder(ds, salt), instance_uid(ds, salt, path_text(fn))
+        anonymize_dataset(ds, salt, keep, uid)
+        dest = _write(ds, out, folder, uid)
         removed, changed = _changes(before, ds)
-        return dict(source=str(fn), output=str(dest), removed=' '.join(removed), changed=' '.join(changed),
-                    burned_in_text=may_have_burned_in_text(before), error=None)
-    except Exception as e:
-        return dict(source=str(fn), output=None, removed='', changed='', burned_in_text=None, error=f'{type(e).__name__}: {e}'.replace('\n', ' '))
+        return _row(fn, str(dest), ' '.join(removed), ' '.join(changed), may_have_burned_in_text(before))
+    except Exception as e: return _row(fn, error=_error_text(e))
+
+def _crash_row(fn, cause) -> dict:
+    "The report row of a file whose worker died."
+    return _row(fn, error=' '.join(str(cause).split()))
+
+def _reserve(path, nbytes):
+    "Hold `nbytes` of disk at `path`, so that a disk the outputs fill still has room for the report."
+    with open(path, 'wb') as f:
+        try: os.posix_fallocate(f.fileno(), 0, nbytes)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL): raise  # EOPNOTSUPP: a file system without fallocate
+            for k in range(0, nbytes, 2**20): f.write(bytes(min(2**20, nbytes - k)))
+
+def _write_report(report, path, reserve):
+    "Write `report` to `path` through a temporary file renamed over it: the report is whole or absent, and no temporary file stays."
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        reserve.unlink(missing_ok=True)
+        report.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+def _remove_temporaries(out):
+    "Remove the temporary files that a worker killed while writing left under `out`."
+    for p in Path(out).rglob('*.tmp'): p.unlink(missing_ok=True)
+
+def _salt(salt) -> str:
+    "`salt`, else `$KIT_ANONYMIZE_SALT`, else a random one (with a warning)."
+    if salt is None: salt = os.environ.get('KIT_ANONYMIZE_SALT') or None
+    if salt == '': raise ValueError('the salt is empty: anyone could recompute the pseudonyms')
+    if salt is None:
+        log.warning('no salt given: pseudonyms will not match other runs (pass the same salt to anonymize train and test alike)')
+        salt = secrets.token_hex(16)
+    return salt
 
 def anonymize(src, out, salt=None, keep=(), workers=None, progress=True) -> pd.DataFrame:
-    "De-identify every DICOM under `src` into `out` (never inside `src`); the report, also written to `out`."
+    "De-identify every DICOM under `src` into `out` (never inside `src`); the report (a file failed where `error` is set), also written to `out`."
     src, out = Path(src).resolve(), Path(out).resolve()
     if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: anonymize never writes into the source')
+    salt = _salt(salt); _keep_tags(keep)
     files = get_dicom_files(src)
     if not files: raise FileNotFoundError(f'{src}: no DICOM files')
-    if out.exists() and any(out.iterdir()): raise FileExistsError(f'{out} is not empty: anonymize into a new folder')
-    out.mkdir(parents=True, exist_ok=True)
-    if salt is None:
-        salt = secrets.token_hex(16)
-        log.warning('no salt given: pseudonyms will not match other runs (pass the same salt to anonymize train and test alike)')
-    report = pd.DataFrame(parallel_map(partial(anonymize_file, out=out, salt=salt, keep=tuple(keep)), files, workers, progress))
-    report.to_csv(out / 'anonymize_report.csv', index=False)
+    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()): raise FileExistsError(f'{out} is not empty: anonymize into a new folder')
+    with folder_lock(out):  # a second run into OUT is refused
+        reserve = out / '.anonymize_report.reserved'
+        try:
+            _reserve(reserve, min(2**26, sum(2 * len(path_text(f)) + 4096 for f in files)))
+            rows = parallel_map(partial(anonymize_file, out=out, salt=salt, keep=tuple(keep)), files, workers, progress, on_crash=_crash_row)
+            report = pd.DataFrame(rows, columns=list(_row('')))
+            if report.error.notna().any(): _remove_temporaries(out)
+            _write_report(report, out / 'anonymize_report.csv', reserve)
+        finally: reserve.unlink(missing_ok=True)
     n_err, n_text = int(report.error.notna().sum()), int(report.burned_in_text.fillna(False).astype(bool).sum())
     log.info('%d files anonymized, %d errors, %d may have burned-in text -> %s', len(report) - n_err, n_err, n_text, out)
     return report

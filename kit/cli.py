@@ -197,10 +197,9 @@ def explain_cmd(args) -> int:
     return 0
 
 def anonymize_cmd(args) -> int:
-    "De-identify a folder of DICOMs into another."
-    import os
+    "De-identify a folder of DICOMs into another (salt from --salt, else $KIT_ANONYMIZE_SALT)."
     from kit.anonymize import anonymize
-    report = anonymize(args.src, args.out, args.salt or os.environ.get('KIT_ANONYMIZE_SALT'), args.keep, args.workers, not args.quiet)
+    report = anonymize(args.src, args.out, args.salt, args.keep, args.workers, not args.quiet)
     for src, err in report[report.error.notna()][['source', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', src, err)
     return 1 if report.error.notna().any() else 0
 

@@ -257,7 +257,7 @@ def folder_lock(folder):
                                   'wait for it to finish, or use another folder') from None
         f.truncate(0); f.write(str(os.getpid())); f.flush()
         try: yield folder
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+        finally: (folder / LOCK_FILE).unlink(missing_ok=True)  # still held: a run that opened it now is refused
 
 def parallel_map(f, items, workers=None, progress=True, on_crash=None, timeout=600) -> list:
     "`[f(o) for o in items]` over `workers` processes (all cores by default; 0 or 1 runs here), in order; an item whose worker dies or runs past `timeout` s gets `on_crash(item, cause)`."
