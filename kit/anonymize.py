@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import secrets
-import struct
 from functools import partial
 from pathlib import Path
 
@@ -23,12 +22,12 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
-from .dicom import DicomError, MissingTagError, TruncatedError, path_text, quiet_uid_warnings, read_dicom
+from .dicom import DicomError, MissingTagError, check_pixel_length, path_text, quiet_uid_warnings, read_dicom
 from .meta import LOCK_FILE, folder_lock, get_dicom_files, parallel_map
 
 # %% auto #0
 __all__ = ['log', 'PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset',
-           'may_have_burned_in_text', 'check_pixel_length', 'patient_folder', 'anonymize_file', 'anonymize']
+           'may_have_burned_in_text', 'patient_folder', 'anonymize_file', 'anonymize']
 
 # %% ../nbs/14_anonymize.ipynb #a2abe396
 log = logging.getLogger(__name__)
@@ -163,40 +162,6 @@ def _claim(tmp, dest) -> Path:
         os.unlink(tmp)
         return target
     raise FileExistsError(f'{dest}: too many files with this SOP instance UID')
-
-def _fragments(data) -> int | None:
-    "The number of fragments after the Basic Offset Table in encapsulated pixel data (PS3.5 A.4), None when the items end early or are not items."
-    pos, n = 0, -1
-    while pos + 8 <= len(data):
-        group, element, length = struct.unpack_from('<HHL', data, pos)
-        if (group, element) == (0xFFFE, 0xE0DD): return n
-        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF: return None
-        pos, n = pos + 8 + length, n + 1
-    return n if pos == len(data) else None
-
-def _n_frames(ds) -> int:
-    "(0028,0008) Number of Frames, 1 when absent or not a number."
-    try: return max(1, int(ds.get('NumberOfFrames') or 1))
-    except (TypeError, ValueError): return 1
-
-def check_pixel_length(ds, path):
-    "Raise `TruncatedError` when the pixel data is shorter than the header says: native data under Rows x Columns x Samples per Pixel x Frames x Bits Allocated / 8 bytes, encapsulated items that end early or fewer fragments than frames."
-    frames = _n_frames(ds)
-    for kw in ('PixelData', 'FloatPixelData', 'DoubleFloatPixelData'):
-        data = ds.get(kw)
-        if data is None: continue
-        if kw == 'PixelData' and UID(str(ds.file_meta.get('TransferSyntaxUID', ''))).is_encapsulated:
-            n = _fragments(data)
-            if n is None: raise TruncatedError(path, '(7FE0,0010) Pixel Data: an encapsulated item ends past the data or is not an item: the file is cut short')
-            if n < frames: raise TruncatedError(path, f'(7FE0,0010) Pixel Data holds {n} fragments for {frames} frames (Number of Frames): frames are missing')
-            continue
-        if any(ds.get(k) in (None, '') for k in ('Rows', 'Columns', 'BitsAllocated')): continue
-        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get('SamplesPerPixel') or 1) * frames * int(ds.BitsAllocated)
-        if ds.get('PhotometricInterpretation') == 'YBR_FULL_422': bits = bits * 2 // 3  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
-        expected = (bits + 7) // 8
-        if len(data) < expected:
-            raise TruncatedError(path, f'{ds[kw].tag} {ds[kw].name} holds {len(data)} bytes, fewer than the {expected} that Rows, Columns, '
-                                       'Samples per Pixel, Number of Frames and Bits Allocated make: the file is cut short')
 
 def patient_folder(ds, salt) -> str:
     "The output folder of `ds`: the pseudonym of its (0010,0020) Patient ID, `ANON_NONE` without one; never text from the file."

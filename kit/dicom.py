@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import stat
+import struct
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -30,8 +31,9 @@ from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndia
 # %% auto #0
 __all__ = ['DICOM_EXTS', 'DicomError', 'NotDicomError', 'TruncatedError', 'NoPixelDataError', 'MissingDecoderError',
            'MissingTagError', 'is_regular_file', 'has_dicom_preamble', 'is_dicom_file', 'path_text', 'get_dicom_files',
-           'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'stored_range', 'has_pixrep_bug', 'read_pixels',
-           'window', 'header_window_count', 'header_window', 'sort_slices', 'read_series']
+           'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'check_pixel_length', 'stored_range',
+           'has_pixrep_bug', 'read_pixels', 'window', 'header_window_count', 'header_window', 'sort_slices',
+           'read_series']
 
 # %% ../nbs/00_dicom.ipynb #7680333a
 class DicomError(Exception):
@@ -222,15 +224,37 @@ def _check_size(ds, path, frame):
     n = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * frames * 12  # measured peak: decoded values, float32, masks
     if n > max_decode_bytes(): raise _limit_error(path, f'decoding {ds.Rows} x {ds.Columns} pixels x {frames} frames', n)
 
-def _check_native_length(ds, path):
-    "Refuse native pixel data half as long again as the header implies, or more: not padding (PS3.5 8.1.1) but a header that does not describe the data."
-    if 'PixelData' not in ds or UID(ds.file_meta.TransferSyntaxUID).is_encapsulated: return
-    row = int(ds.Columns) * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) / 8
-    expected, actual = math.ceil(row * int(ds.Rows) * _n_frames(ds)), len(ds.PixelData)
-    if actual >= 1.5 * expected + 2:
-        raise DicomError(path, f'(7FE0,0010) Pixel Data holds {actual} bytes but Rows, Columns, Samples per Pixel, Bits Allocated '
-                               f'and Number of Frames ({ds.Rows}, {ds.Columns}, {ds.SamplesPerPixel}, {ds.BitsAllocated}, '
-                               f'{_n_frames(ds)}) make {expected}: the header does not describe the data')
+def _fragments(data) -> int | None:
+    "The number of fragments after the Basic Offset Table in encapsulated pixel data (PS3.5 A.4), None when the items end early or are not items."
+    pos, n = 0, -1
+    while pos + 8 <= len(data):
+        group, element, length = struct.unpack_from('<HHL', data, pos)
+        if (group, element) == (0xFFFE, 0xE0DD): return n
+        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF: return None
+        pos, n = pos + 8 + length, n + 1
+    return n if pos == len(data) else None
+
+def check_pixel_length(ds, path):
+    "Raise the typed error when the pixel data does not have the length the header implies: native data shorter than Rows x Columns x Samples per Pixel x Frames x Bits Allocated / 8 bytes (truncated) or half as long again (not padding, PS3.5 8.1.1: a wrong header), encapsulated items that end early, fewer fragments than frames."
+    frames = _n_frames(ds)
+    for kw in ('PixelData', 'FloatPixelData', 'DoubleFloatPixelData'):
+        data = ds.get(kw)
+        if data is None: continue
+        if kw == 'PixelData' and UID(str(ds.file_meta.get('TransferSyntaxUID', ''))).is_encapsulated:
+            n = _fragments(data)
+            if n is None: raise TruncatedError(path, '(7FE0,0010) Pixel Data: an encapsulated item ends past the data or is not an item: the file is truncated')
+            if n < frames: raise TruncatedError(path, f'(7FE0,0010) Pixel Data holds {n} fragments for {frames} frames (Number of Frames): frames are missing (truncated?)')
+            continue
+        if any(ds.get(k) in (None, '') for k in ('Rows', 'Columns', 'BitsAllocated')): continue
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get('SamplesPerPixel') or 1) * frames * int(ds.BitsAllocated)
+        if ds.get('PhotometricInterpretation') == 'YBR_FULL_422': bits = bits * 2 // 3  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
+        expected = (bits + 7) // 8
+        if len(data) >= 1.5 * expected + 2:
+            raise DicomError(path, f'{ds[kw].tag} {ds[kw].name} holds {len(data)} bytes but Rows, Columns, Samples per Pixel, Number of Frames '
+                                   f'and Bits Allocated make {expected}: the header does not describe the data')
+        if len(data) < expected:
+            raise TruncatedError(path, f'{ds[kw].tag} {ds[kw].name} holds {len(data)} bytes, fewer than the {expected} that Rows, Columns, '
+                                       'Samples per Pixel, Number of Frames and Bits Allocated make: the file is truncated')
 
 def _check_decodable(ds, path, frame=None):
     "Raise the typed error when `ds` has no pixels, lacks a required tag, is too big to decode or has no decoder installed."
@@ -242,7 +266,7 @@ def _check_decodable(ds, path, frame=None):
     ts = UID(ds.file_meta.get('TransferSyntaxUID', ''))
     if not ts: raise MissingTagError(path, 'missing required tag TransferSyntaxUID')
     _check_size(ds, path, frame)
-    _check_native_length(ds, path)
+    check_pixel_length(ds, path)
     try: decoder = get_decoder(ts)
     except NotImplementedError:
         raise MissingDecoderError(path, f'no decoder for transfer syntax {ts.name} ({ts}) in pydicom') from None
