@@ -35,33 +35,19 @@ def _windows_arg(s) -> str:
 
 MAX_SIZE = 8192  # kit.cache.MAX_SIZE, without importing it at start-up
 
-def _size_arg(s) -> int:
-    "An image side in pixels, from 1 to `MAX_SIZE`."
-    try: n = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f'expected a whole number of pixels, got {s!r}') from None
-    if not 1 <= n <= MAX_SIZE: raise argparse.ArgumentTypeError(f'{n} is not between 1 and {MAX_SIZE} pixels')
-    return n
+def _number_arg(kind, ok, rule):
+    "An argparse type: `kind(s)`, a usage error unless `ok(value)`, saying that the value is not `rule`."
+    def parse(s):
+        try: v = kind(s)
+        except ValueError: raise argparse.ArgumentTypeError(f'expected {rule}, got {s!r}') from None
+        if not ok(v): raise argparse.ArgumentTypeError(f'{s} is not {rule}')
+        return v
+    return parse
 
-def _workers_arg(s) -> int:
-    "A number of processes, 0 or more (capped at the number of cores when the command runs)."
-    try: n = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f'expected a whole number, got {s!r}') from None
-    if n < 0: raise argparse.ArgumentTypeError(f'{n} is negative')
-    return n
-
-def _count_arg(s) -> int:
-    "A whole number, 1 or more (epochs, batch size, patients...)."
-    try: n = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f'expected a whole number, got {s!r}') from None
-    if n < 1: raise argparse.ArgumentTypeError(f'{n} is not 1 or more')
-    return n
-
-def _gb_arg(s) -> float:
-    "A positive, finite number of GiB."
-    try: v = float(s)
-    except ValueError: raise argparse.ArgumentTypeError(f'expected a number of GiB, got {s!r}') from None
-    if not 0 < v < float('inf'): raise argparse.ArgumentTypeError(f'{s} is not a positive number of GiB')
-    return v
+_size_arg = _number_arg(int, lambda n: 1 <= n <= MAX_SIZE, f'a number of pixels between 1 and {MAX_SIZE}')
+_workers_arg = _number_arg(int, lambda n: n >= 0, 'a number of processes, 0 or more')  # capped at the cores in `_setup`
+_count_arg = _number_arg(int, lambda n: n >= 1, 'a whole number, 1 or more')
+_gb_arg = _number_arg(float, lambda v: 0 < v < float('inf'), 'a positive number of GiB')
 
 # %% ../nbs/90_cli.ipynb #ddcc2aaa
 def meta_cmd(args) -> int:

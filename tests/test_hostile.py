@@ -124,19 +124,19 @@ def test_colliding_outputs_are_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize('argv, words', [
-    (['preprocess', 'SRC', 'OUT', '--size', '0'], '0 is not between 1 and 8192'),
-    (['preprocess', 'SRC', 'OUT', '--size', '100000'], '100000 is not between 1 and 8192'),
+    (['preprocess', 'SRC', 'OUT', '--size', '0'], '0 is not a number of pixels between 1 and 8192'),
+    (['preprocess', 'SRC', 'OUT', '--size', '100000'], '100000 is not a number of pixels between 1 and 8192'),
     (['preprocess', 'SRC', 'OUT', '--windows', 'inf:40'], 'width must be a finite number'),
     (['preprocess', 'SRC', 'OUT', '--windows', '0:40'], 'width must be a finite number'),
     (['meta', 'SRC', '--window', 'nan:40'], 'width must be a finite number'),
-    (['preprocess', 'SRC', 'OUT', '--workers', '-1'], '-1 is negative'),
+    (['preprocess', 'SRC', 'OUT', '--workers', '-1'], '-1 is not a number of processes, 0 or more'),
     (['preprocess', 'SRC', 'SRC/cache'], 'never writes into its source folder'),
     (['preprocess', 'SRC', 'SRC'], 'never writes into its source folder'),
     (['anonymize', 'SRC', 'SRC/anon'], 'never writes into its source folder'),
     (['meta', 'SRC', '-o', 'SRC/meta.parquet'], 'never writes into its source folder'),
     (['preprocess', 'SRC/a.dcm', 'OUT'], 'is not a folder'),
     (['anonymize', 'SRC/a.dcm', 'OUT'], 'is not a folder'),
-    (['train', 'SRC', '--labels', 'x.csv', '--out', 'OUT', '--epochs', '0'], '0 is not 1 or more'),
+    (['train', 'SRC', '--labels', 'x.csv', '--out', 'OUT', '--epochs', '0'], '0 is not a whole number, 1 or more'),
     (['meta', 'SRC', '--max-decode-gb', '0'], 'is not a positive number of GiB'),
 ])
 def test_usage_errors_are_one_line_exit_2(tmp_path, argv, words):
