@@ -5,16 +5,19 @@
 # %% ../nbs/11_audit.ipynb #e371b53c
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .data import label_table, patient_folds, read_labels
+from .data import label_table, patient_folds, read_csv_file, read_labels
+from .meta import read_meta
 
 # %% auto #0
-__all__ = ['SUSPECT', 'SKIP', 'column_auc', 'audit_columns', 'Audit', 'leak_table', 'drift_table', 'audit']
+__all__ = ['SUSPECT', 'SKIP', 'column_auc', 'audit_columns', 'meta_table', 'label_problems', 'Audit', 'leak_table', 'drift_table',
+           'audit']
 
 # %% ../nbs/11_audit.ipynb #654039c6
 def _codes(values, train) -> pd.Series:
@@ -48,6 +51,32 @@ SKIP = re.compile(r'^(fname|error|image|fold|PatientID|PatientName|AccessionNumb
 def audit_columns(df, exclude=()) -> list[str]:
     "The columns of `df` worth auditing: at least two values, not identifiers, pixel statistics or `exclude`."
     return [c for c in df.columns if c not in exclude and not SKIP.search(c) and df[c].astype(str).nunique() > 1]
+
+# %% ../nbs/11_audit.ipynb #c098a0c1
+def meta_table(meta) -> pd.DataFrame:
+    "A kit meta table (a DataFrame, or the parquet or csv file `kit meta` wrote), checked: a `fname` column and one readable file at least."
+    name = str(meta) if isinstance(meta, (str, os.PathLike)) else 'the meta table'
+    if isinstance(meta, (str, os.PathLike)): meta = read_csv_file(meta) if str(meta).lower().endswith('.csv') else read_meta(meta)
+    if 'fname' not in meta:
+        raise ValueError(f"{name} does not look like a kit meta file: no fname column (its columns: {', '.join(map(str, meta.columns[:6]))}); "
+                         'write one with: kit meta FOLDER -o meta.parquet')
+    if meta.empty: raise ValueError(f'{name}: no rows (kit meta found no DICOM file)')
+    errors = meta[meta['error'].notna()] if 'error' in meta else meta.iloc[:0]
+    if len(errors) == len(meta):
+        raise ValueError(f'no readable file in {name}: {len(meta)} errors, e.g. {errors.fname.iloc[0]}: {errors.error.iloc[0]}')
+    return meta
+
+def label_problems(df, label_cols, max_classes=20) -> list[str]:
+    "Why each label of `df` that the audit cannot score is left out: one value only, or more than `max_classes` values that are not 0/1."
+    out = []
+    for c in label_cols:
+        vals = df[c].dropna().unique()
+        if len(vals) < 2:
+            value = f'one value ({vals[0]})' if len(vals) else 'no value'
+            out.append(f'label {c!r} has {value} over the {len(df)} labelled images: no AUC exists')
+        elif not set(vals) <= {0, 1} and len(vals) > max_classes:
+            out.append(f'label {c!r} has {len(vals)} values: the audit takes 0/1 labels or at most {max_classes} classes')
+    return out
 
 # %% ../nbs/11_audit.ipynb #155f3a5d
 @dataclass
@@ -83,7 +112,7 @@ def leak_table(df, label_cols, n_folds=5, threshold=0.65) -> pd.DataFrame:
                          best_auc=aucs.get(best, np.nan), suspect=bool(SUSPECT.search(col))))
     table = pd.DataFrame(rows)
     if table.empty: return table
-    table['flag'] = np.where(table.best_auc < threshold, '', np.where(table.suspect, 'LEAK?', 'check'))
+    table['flag'] = np.where(table.best_auc >= threshold, np.where(table.suspect, 'LEAK?', 'check'), '')  # nan (no AUC): no flag
     return table.sort_values('best_auc', ascending=False, na_position='last').reset_index(drop=True)
 
 # %% ../nbs/11_audit.ipynb #a4a422f7
@@ -114,11 +143,15 @@ def _leak_sentences(leaks, threshold) -> list[str]:
     return out
 
 def audit(meta, labels, test_meta=None, match='stem', n_folds=5, threshold=0.65) -> Audit:
-    "Rank header columns of `meta` by how well each alone predicts each label; with `test_meta`, also shared patients, images and drift."
+    "Rank header columns of `meta` (table or file) by how well each alone predicts each label; with `test_meta`, shared patients, images, drift."
+    meta, test_meta = meta_table(meta), None if test_meta is None else meta_table(test_meta)
     label_cols = [c for c in read_labels(labels).columns if c != 'image']
     df = label_table(meta, labels, match)
+    problems = label_problems(df, label_cols)
+    if len(problems) == len(label_cols):
+        raise ValueError(f"{labels if isinstance(labels, (str, os.PathLike)) else 'labels'}: nothing to audit: {'; '.join(problems)}")
     res = Audit(leak_table(df, label_cols, n_folds, threshold))
-    res.findings = _leak_sentences(res.leaks, threshold)
+    res.findings = _leak_sentences(res.leaks, threshold) + [f'Not audited: {p}.' for p in problems]
     if test_meta is None: return res
     if 'PatientID' in meta and 'PatientID' in test_meta:
         res.shared_patients = sorted(set(meta.PatientID.dropna().astype(str)) & set(test_meta.PatientID.dropna().astype(str)))

@@ -104,7 +104,8 @@ def predict_cmd(args) -> int:
     from kit.infer import predict
     from kit.meta import dicom_meta, read_meta
     from kit.submit import SUBMISSION_FORMATS, make_submission, validate_submission
-    preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers)
+    preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers, strict=args.strict,
+                    progress=not args.quiet)
     meta = read_meta(args.meta) if args.meta else None
     if meta is None and SUBMISSION_FORMATS[args.format].key is not None:  # the format groups images by header fields
         meta = dicom_meta(args.data, workers=args.workers, progress=False)
@@ -121,9 +122,8 @@ def _report(problems, path, n) -> int:
 
 def validate_cmd(args) -> int:
     "Check a submission against the sample submission."
-    import pandas as pd
-    from kit.submit import validate_submission
-    sub = pd.read_csv(args.submission)
+    from kit.submit import read_submission, validate_submission
+    sub = read_submission(args.submission, args.sample)
     return _report(validate_submission(sub, args.sample, probabilities=not args.any_range), args.submission, len(sub))
 
 # %% ../nbs/90_cli.ipynb #c4bcd018
@@ -153,8 +153,7 @@ def kernel_cmd(args) -> int:
 def audit_cmd(args) -> int:
     "Rank header columns by how well each alone predicts the labels; print the findings and write the table."
     from kit.audit import audit
-    from kit.meta import read_meta
-    res = audit(read_meta(args.meta), args.labels, read_meta(args.test_meta) if args.test_meta else None, args.match)
+    res = audit(args.meta, args.labels, args.test_meta, args.match)
     cols = [c for c in res.leaks.columns if c in ('column', 'n_values', 'best_label', 'best_auc', 'flag')]
     print(res.leaks[cols].head(args.top).to_string(index=False, float_format='%.3f'))
     print(res)
@@ -166,10 +165,8 @@ def audit_cmd(args) -> int:
 def eda_cmd(args) -> int:
     "Write the EDA report of a header DataFrame."
     from kit.eda import eda_report
-    from kit.meta import read_meta
     pairs = [tuple(p.split(':')) for p in args.pairs]
-    page = eda_report(read_meta(args.meta), args.out, args.labels, read_meta(args.test_meta) if args.test_meta else None,
-                      pairs, args.match, workers=args.workers)
+    page = eda_report(args.meta, args.out, args.labels, args.test_meta, pairs, args.match, workers=args.workers)
     log.info('open %s', page)
     return 0
 
@@ -268,6 +265,8 @@ def _add_predict(sub):
     p.add_argument('--meta', default=None, help='kit meta of the test DICOMs, for formats that aggregate by header fields')
     p.add_argument('--bs', type=_count_arg, default=64)
     p.add_argument('--workers', type=_workers_arg, default=None, help='data loading processes (default: all cores)')
+    p.add_argument('--strict', action='store_true', help='stop at the first test image that cannot be read (default: predict the '
+                                                         'others, give it the mean training label, and warn in one line)')
     p.set_defaults(func=predict_cmd)
 
 def _add_validate(sub):
@@ -357,7 +356,7 @@ def _add_explain(sub):
     p.add_argument('--images', nargs='*', default=None, help='image ids (file stems) to explain')
     p.add_argument('--labels', default=None, help='labels csv: explain the highest losses')
     p.add_argument('-n', type=_count_arg, default=8, help='images to explain (default 8)')
-    p.add_argument('--layer', default=None, help='module to look at, as a dotted name (default: the backbone output), e.g. 0.model.layer3')
+    p.add_argument('--layer', default=None, help='module to look at, as a dotted name, e.g. 0.model.layer2 (default: the deepest backbone stage whose map is at least 4 pixels a side)')
     p.add_argument('-o', '--out', default='gradcam.png', help='output PNG (default gradcam.png)')
     p.set_defaults(func=explain_cmd)
 

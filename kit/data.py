@@ -5,8 +5,12 @@
 # %% ../nbs/06_data.ipynb #376c1ad0
 from __future__ import annotations
 
+import codecs
+import csv
 import logging
 import os
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +20,67 @@ from pandas.api.types import is_numeric_dtype
 from .window import DEFAULT_WINDOWS
 
 # %% auto #0
-__all__ = ['log', 'is_long_format', 'read_labels', 'infer_task', 'label_table', 'patient_folds', 'n_workers', 'dicom_dataloaders']
+__all__ = ['log', 'SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'is_long_format', 'read_labels',
+           'infer_task', 'label_table', 'patient_folds', 'n_workers', 'dicom_dataloaders']
 
 # %% ../nbs/06_data.ipynb #3dbf9562
 log = logging.getLogger(__name__)
+
+# %% ../nbs/06_data.ipynb #a12a659b
+class CsvError(ValueError):
+    "A csv file that cannot be read as a table; the message is one line naming the file and the cause."
+
+SNIFF_BYTES = 64 * 1024  # how much of a csv is looked at before it is parsed
+COMPRESSED = ('.gz', '.bz2', '.zip', '.xz', '.zst', '.tar')  # pandas inflates these itself
+
+# %% ../nbs/06_data.ipynb #f61e2778
+def file_size(path) -> int:
+    "The size of regular file `path`; one line naming it when it is missing, a folder or not a regular file (a FIFO would hang)."
+    try: st = os.stat(path)
+    except FileNotFoundError: raise FileNotFoundError(f'{path}: no such file') from None
+    except OSError as e: raise CsvError(f'{path}: cannot read it ({e.strerror})') from None
+    if stat.S_ISDIR(st.st_mode): raise CsvError(f'{path}: a folder, not a csv file')
+    if not stat.S_ISREG(st.st_mode): raise CsvError(f'{path}: not a regular file')
+    return st.st_size
+
+def _sniff_text(path, head):
+    "Refuse the first bytes `head` of `path` unless they are UTF-8 text: a NUL byte means a binary file (or UTF-16)."
+    if (i := head.find(b'\0')) >= 0: raise CsvError(f'{path}: not a text file (a NUL byte at offset {i}): a csv is UTF-8 text')
+    try: codecs.getincrementaldecoder('utf-8')().decode(head, final=False)  # a character cut at the end is fine
+    except UnicodeDecodeError as e: raise CsvError(f'{path}: not UTF-8 text (byte 0x{head[e.start]:02x} at offset {e.start})') from None
+
+def _ragged_line(path) -> tuple[int, int, int] | None:
+    "The line number and field count of the first row of csv `path` with more fields than its header, and the header's count."
+    with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
+        rows = csv.reader(f)
+        width = len(next(rows, []))
+        for row in rows:
+            if len(row) > width: return rows.line_num, len(row), width
+    return None
+
+def _parse_error(path, e) -> CsvError:
+    "The one-line error for pandas' complaint `e` about `path`: the first row with too many fields when there is one."
+    if ragged := _ragged_line(path):
+        return CsvError(f'{path}: line {ragged[0]} has {ragged[1]} fields but the header has {ragged[2]} (a stray comma or an unquoted text?)')
+    return CsvError(f"{path}: not a valid csv ({' '.join(str(e).split())})")
+
+# %% ../nbs/06_data.ipynb #a558bbd7
+def read_csv_file(path, max_bytes=None, what='this file', **kwargs) -> pd.DataFrame:
+    "The csv file `path` as a DataFrame; one line naming it and the cause when it is missing, empty, not text, over `max_bytes` or ragged."
+    size = file_size(path)
+    if size == 0: raise CsvError(f'{path}: empty file (no header line)')
+    if not str(path).lower().endswith(COMPRESSED):
+        try:
+            with open(path, 'rb') as f: _sniff_text(path, f.read(SNIFF_BYTES))
+        except OSError as e: raise CsvError(f'{path}: cannot read it ({e.strerror})') from None
+    if max_bytes is not None and size > max_bytes:
+        raise CsvError(f'{path}: {size:,} bytes, more than {what} can need ({max_bytes:,}): refused without parsing it')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', pd.errors.ParserWarning)  # a first row longer than the header: pandas would shift the columns
+        try: return pd.read_csv(path, index_col=False, **kwargs)
+        except pd.errors.EmptyDataError: raise CsvError(f'{path}: empty file (no header line)') from None
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as e: raise _parse_error(path, e) from None
+        except UnicodeDecodeError as e: raise CsvError(f'{path}: not UTF-8 text after its first {SNIFF_BYTES // 1024} KB ({e.reason})') from None
 
 # %% ../nbs/06_data.ipynb #11dd79ad
 def is_long_format(df) -> bool:
@@ -34,7 +95,7 @@ def is_long_format(df) -> bool:
 
 def read_labels(labels, id_col=None) -> pd.DataFrame:
     "Labels (csv path or DataFrame), wide or long, as a wide table: `image` then one column per label."
-    df = pd.read_csv(labels) if isinstance(labels, (str, os.PathLike)) else labels.copy()
+    df = read_csv_file(labels) if isinstance(labels, (str, os.PathLike)) else labels.copy()
     if is_long_format(df):
         parts = df.iloc[:, 0].astype(str).str.rsplit('_', n=1)
         wide = df.assign(image=parts.str[0], label=parts.str[1]).pivot(index='image', columns='label', values=df.columns[1])

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .audit import SKIP, audit
+from .audit import SKIP, audit, meta_table
 from .data import label_table, read_labels
 from .dicom import read_pixels
 from .meta import parallel_map
 
 # %% auto #0
 __all__ = ['log', 'class_column', 'numeric_columns', 'numeric_histograms', 'scatter_pairs', 'correlation_heatmap',
-           'label_cooccurrence', 'category_counts', 'images_per_patient', 'intensity_profiles', 'eda_report']
+           'label_cooccurrence', 'category_columns', 'category_counts', 'images_per_patient', 'intensity_profiles',
+           'eda_report']
 
 # %% ../nbs/12_eda.ipynb #0c32cc68
 log = logging.getLogger(__name__)
@@ -98,10 +99,14 @@ def label_cooccurrence(labels, label_cols=None):
     for (i, j), n in np.ndenumerate(counts): ax.text(j, i, f'{n:.0f}', ha='center', va='center', fontsize=8)
     return fig
 
+def category_columns(df) -> list[str]:
+    "The columns of `df` that say where and how an image was made (device, institution, encoding)."
+    return [c for c in ('Modality', 'Manufacturer', 'ManufacturerModelName', 'InstitutionName', 'StationName',
+                        'BodyPartExamined', 'PhotometricInterpretation', 'TransferSyntaxUID') if c in df]
+
 def category_counts(df, cols=None, by=None, top=12):
     "Counts of the most common values of categorical columns, split by Series `by` (a class) when given."
-    cols = cols or [c for c in ('Modality', 'Manufacturer', 'ManufacturerModelName', 'InstitutionName', 'StationName',
-                                'BodyPartExamined', 'PhotometricInterpretation', 'TransferSyntaxUID') if c in df]
+    cols = cols or category_columns(df)
     fig, axes = _grid(len(cols), ncols=2, size=5)
     for ax, c in zip(axes, cols):
         values = df[c].astype(str)
@@ -158,7 +163,8 @@ def _audit_html(res) -> str:
     return f'<ul>{items}</ul>' + res.leaks[cols].head(30).to_html(index=False, float_format='%.3f')
 
 def eda_report(meta, out, labels=None, test_meta=None, pairs=(), match='stem', n_profile=64, workers=None) -> Path:
-    "Write the EDA figures of `meta` (with `labels`: per class, and the audit) as PNGs and `out/index.html`; return its path."
+    "Write the EDA figures of `meta` (table or file; with `labels`: per class, and the audit) as PNGs and `out/index.html`; return its path."
+    meta, test_meta = meta_table(meta), None if test_meta is None else meta_table(test_meta)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     label_cols = [c for c in read_labels(labels).columns if c != 'image'] if labels is not None else []
@@ -186,8 +192,9 @@ def eda_report(meta, out, labels=None, test_meta=None, pairs=(), match='stem', n
                                           'AUC 0.5 says nothing, 1.0 gives the label away.', _audit_html(res)))
         pd.concat([res.leaks.assign(check='label')] + ([res.drift.assign(check='train/test')] if res.drift is not None else [])
                   ).to_csv(out / 'audit.csv', index=False)
+    nothing = {'numeric': not cols, 'correlation': len(cols) < 2, 'categories': not category_columns(df), 'patients': 'PatientID' not in df}
     for name, head, caption, make in figures:
-        if 'PatientID' not in df and name == 'patients': continue
+        if nothing.get(name): continue  # no column to plot
         fig = make()
         fig.savefig(out / f'{name}.png', dpi=80)
         sections.append((head, caption, f'{name}.png'))

@@ -13,22 +13,33 @@ import pandas as pd
 import torch
 
 from .data import read_labels
-from .infer import _cached_items, load_run
+from .infer import load_run, readable_items
 from .meta import get_dicom_files
 
 # %% auto #0
 __all__ = ['default_layer', 'gradcam', 'explain', 'cam_grid']
 
 # %% ../nbs/13_explain.ipynb #9a372a79
-def default_layer(model) -> torch.nn.Module:
-    "The module producing the last feature map of a fastai vision model (its body), where Grad-CAM looks."
-    return model[0] if isinstance(model, torch.nn.Sequential) else model
+def default_layer(model, x, min_side=4) -> torch.nn.Module:
+    "The deepest stage of the backbone whose feature map for batch `x` is at least `min_side` pixels a side (the body itself if none is)."
+    body = model[0] if isinstance(model, torch.nn.Sequential) else model
+    stages = list(getattr(body, 'model', body).children())
+    sides = {}
+    def record(m, inp, out):
+        if torch.is_tensor(out) and out.ndim == 4: sides[m] = min(out.shape[-2:])
+    hooks = [m.register_forward_hook(record) for m in stages]
+    try:
+        with torch.no_grad(): model.eval()(x[:1])
+    finally:
+        for h in hooks: h.remove()
+    big = [m for m in stages if sides.get(m, 0) >= min_side]
+    return big[-1] if big else body
 
 def gradcam(model, x, target, layer=None) -> torch.Tensor:
     "Grad-CAM maps (N, H, W), each scaled to [0, 1], of output `target` of `model` for batch `x`, at `layer`."
     from captum.attr import LayerAttribution, LayerGradCam
     model.eval()
-    cam = LayerGradCam(model, layer or default_layer(model)).attribute(x, target=target, relu_attributions=True)
+    cam = LayerGradCam(model, layer or default_layer(model, x)).attribute(x, target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode='bilinear')[:, 0].detach()
     return cam / cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
 
@@ -59,7 +70,9 @@ def explain(run, data, cache=None, target=None, images=None, labels=None, n=8, l
     files = get_dicom_files(data)
     if not files: raise FileNotFoundError(f'{data}: no DICOM files')
     with tempfile.TemporaryDirectory() as workdir:
-        items = _cached_items(files, data, config['cache_settings'], cache, workdir) if config.get('cache') else [str(f) for f in files]
+        items, bad = readable_items(learn, config, files, data, cache, workdir, workers=0)  # unreadable files are left out
+        files = [f for f in files if f not in bad]
+        if not files: raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
         ids = [Path(f).stem for f in files]
         probs = pd.DataFrame(learn.get_preds(dl=learn.dls.test_dl(items, bs=bs, num_workers=0))[0].float().numpy(), columns=cols, index=ids)
         chosen = _pick(probs, target, labels, images, n)

@@ -10,56 +10,178 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
 
-from .data import n_workers
-from .dicom import get_dicom_files
+from .data import n_workers, read_csv_file
+from .dicom import DicomError, get_dicom_files, path_text
+from .meta import parallel_map
 
 # %% auto #0
-__all__ = ['log', 'load_run', 'predict']
+__all__ = ['log', 'RunError', 'read_config', 'load_run', 'readable_items', 'training_label_mean', 'predict']
 
 # %% ../nbs/08_infer.ipynb #d6242d41
 log = logging.getLogger(__name__)
 
 # %% ../nbs/08_infer.ipynb #1c030b7b
+class RunError(Exception):
+    "A run folder cannot be used to predict: its model or its config cannot be read. One line naming the file and the cause."
+
+def _one_line(e, n=300) -> str:
+    "Exception `e` as `Type: message`, on one line of at most `n` characters."
+    msg = ' '.join(f'{type(e).__name__}: {e}'.split())
+    return msg if len(msg) <= n else msg[:n - 3] + '...'
+
+# %% ../nbs/08_infer.ipynb #ea40bada
+def read_config(run) -> dict:
+    "The `config.yaml` of run folder `run`, checked to be one `kit train` wrote."
+    path = Path(run) / 'config.yaml'
+    if not path.is_file(): raise RunError(f'{path}: no such file (kit train writes it beside model.pkl: copy the whole run folder)')
+    try: config = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e: raise RunError(f'{path}: cannot read it ({_one_line(e)})') from None
+    missing = [k for k in ('task', 'label_cols') if not isinstance(config, dict) or k not in config]
+    if missing: raise RunError(f"{path}: not a kit train config (no {', '.join(missing)})")
+    return config
+
+def _model_cause(e) -> str:
+    "What an exception of `load_learner` says about the model file: made by other library versions, or cut short or no model."
+    if isinstance(e, (AttributeError, ImportError, UnboundLocalError)):  # fastai hides an ImportError behind an UnboundLocalError
+        return f'{_one_line(e)}: it was exported with other versions of kit, fastai or timm than these'
+    return f'{_one_line(e)}: the file is truncated or is not a model kit train exported; copy it again'
+
 def load_run(run, cpu=None):
-    "The exported learner of run folder `run` and its config."
+    "The exported learner of run folder `run` and its config; `RunError` in one line when either cannot be read."
     from fastai.learner import load_learner
     run = Path(run)
     if not (run / 'model.pkl').exists(): raise FileNotFoundError(f'{run}: no model.pkl (is this a kit train run folder?)')
-    learn = load_learner(run / 'model.pkl', cpu=not torch.cuda.is_available() if cpu is None else cpu)
-    return learn, yaml.safe_load((run / 'config.yaml').read_text())
+    config = read_config(run)
+    try: learn = load_learner(run / 'model.pkl', cpu=not torch.cuda.is_available() if cpu is None else cpu)
+    except Exception as e: raise RunError(f"{run / 'model.pkl'}: cannot load the model ({_model_cause(e)})") from None
+    return learn, config
 
-# %% ../nbs/08_infer.ipynb #ea40bada
-def _cached_items(files, data, settings, cache, workdir) -> list:
-    "The cached images of `files`: from `cache` if given, else made now in `workdir` with the run's cache `settings`."
+# %% ../nbs/08_infer.ipynb #e1c96674
+@contextmanager
+def _without_warnings(name):
+    "Drop the warnings of logger `name` while the block runs: `predict` reports unreadable files itself, in one line."
+    logger, keep = logging.getLogger(name), lambda record: record.levelno != logging.WARNING
+    logger.addFilter(keep)
+    try: yield
+    finally: logger.removeFilter(keep)
+
+def _cache_errors(cache, files) -> dict:
+    "The files of `files` that the manifest of `cache` records as errors, with their causes, in file order."
+    from kit.cache import MANIFEST_FILE
+    path = Path(cache) / MANIFEST_FILE
+    if not path.is_file(): raise FileNotFoundError(f'{cache}: no {MANIFEST_FILE} (is this a kit preprocess folder?)')
+    m = pd.read_parquet(path, columns=['source', 'status', 'error'])
+    errors = dict(zip(m.source[m.status == 'error'].map(os.path.abspath), m.error[m.status == 'error']))
+    return {f: errors[k] for f in files if (k := path_text(os.path.abspath(f))) in errors}
+
+def _cached_items(files, data, settings, cache, workdir) -> tuple[list, dict]:
+    "The cached images of the readable `files`, and the causes of the others: from `cache` if given, else made now in `workdir`."
     from kit.cache import cached_paths, preprocess
     if cache is None:  # one cache per set of settings, so that runs made on different caches can be averaged
         cache = Path(workdir) / hashlib.md5(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        preprocess(data, cache, settings['windows'] or None, settings['size'], settings['crop'], settings['format'], progress=False)
-    return cached_paths(cache, files)
+        with _without_warnings('kit.cache'):
+            preprocess(data, cache, settings['windows'] or None, settings['size'], settings['crop'], settings['format'], progress=False)
+    bad = _cache_errors(cache, files)
+    return cached_paths(cache, [f for f in files if f not in bad]), bad
 
-# %% ../nbs/08_infer.ipynb #39ac53b2
-def _run_preds(run, files, data, cache, tta, bs, workers, workdir) -> pd.DataFrame:
-    "Predictions of one run on `files`, one column per output, indexed by image id (file stem)."
+# %% ../nbs/08_infer.ipynb #6a59af51
+def _item_error(i, ds) -> str | None:
+    "Why item `i` of test set `ds` cannot be made into a model input; None when it can."
+    try: ds[i]; return None
+    except DicomError as e: return e.cause
+    except Exception as e: return _one_line(e)
+
+def _crash_cause(i, cause) -> str:
+    "The cause of an item whose worker died or hung."
+    return cause
+
+def _dicom_errors(learn, files, workers, checked, progress) -> dict:
+    "The files of `files` that the run's test-time transforms cannot decode, with the causes; `checked` keeps them per pipeline."
+    from fastai.data.core import test_set
+    ds = test_set(learn.dls.valid_ds, [str(f) for f in files])  # what `test_dl` makes
+    key = str(ds.tls[0].tfms)
+    if key not in checked:
+        log.info('decoding the %d test images once to find unreadable ones', len(files))
+        causes = parallel_map(partial(_item_error, ds=ds), range(len(files)), n_workers(workers), progress, on_crash=_crash_cause)
+        checked[key] = {f: c for f, c in zip(files, causes) if c is not None}
+    return checked[key]
+
+def readable_items(learn, config, files, data, cache, workdir, workers=None, progress=False, checked=None) -> tuple[list, dict]:
+    "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths), and the unreadable files with their causes."
+    if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir)
+    bad = _dicom_errors(learn, files, workers, {} if checked is None else checked, progress)
+    return [str(f) for f in files if f not in bad], bad
+
+# %% ../nbs/08_infer.ipynb #c828c9fb
+def training_label_mean(run, cols=None) -> pd.Series:
+    "The mean training label of run `run` per output `cols`: the rate of each 0/1 label, each class's frequency, or the mean target."
+    run, config = Path(run), read_config(run)
+    path = next((p for p in (run / 'folds.csv', run / 'oof.csv') if p.is_file()), None)
+    if path is None: raise RunError(f'{run}: no folds.csv or oof.csv to take the training label mean from (kit train writes both)')
+    labels, label_cols = read_csv_file(path), list(config['label_cols'])
+    if missing := [c for c in label_cols if c not in labels]: raise RunError(f'{path}: no column {missing[0]!r} (a label of {run})')
+    if config['task'] != 'single': return pd.Series(labels[label_cols].astype(float).mean().to_numpy(), index=cols or label_cols)
+    freq = labels[label_cols[0]].astype(str).value_counts(normalize=True)
+    cols = cols or sorted(labels[label_cols[0]].unique().tolist())
+    return pd.Series([float(freq.get(str(c), 0.)) for c in cols], index=cols)
+
+# %% ../nbs/08_infer.ipynb #d633e207
+def _run_preds(run, files, data, cache, tta, bs, workers, workdir, strict, checked, progress) -> tuple[pd.DataFrame, dict, partial]:
+    "One run's predictions of the readable `files` (indexed by image id), the unreadable ones with their causes, and its label mean (a function)."
     learn, config = load_run(run)
-    items = _cached_items(files, data, config['cache_settings'], cache, workdir) if config.get('cache') else [str(f) for f in files]
-    dl = learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers))
-    preds = learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]
     cols = config['label_cols'] if config['task'] != 'single' else list(learn.dls.vocab)
-    return pd.DataFrame(preds.float().numpy(), columns=cols, index=pd.Index([Path(f).stem for f in files], name='image'))
+    items, bad = readable_items(learn, config, files, data, cache, workdir, workers, progress, checked)
+    if strict and bad: raise _unreadable_error(bad, len(files))
+    preds = np.zeros((0, len(cols)), np.float32)
+    if items:
+        dl = learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers))
+        preds = (learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]).float().numpy()
+    ids = pd.Index([Path(f).stem for f in files if f not in bad], name='image')
+    return pd.DataFrame(preds, columns=cols, index=ids), bad, partial(training_label_mean, run, cols)
 
-# %% ../nbs/08_infer.ipynb #e1c96674
-def predict(runs, data, cache=None, tta=False, bs=64, workers=None) -> pd.DataFrame:
-    "Mean predictions of `runs` (run folders) on the DICOMs under `data`: `image` then one column per output."
+def _unreadable_error(bad, n) -> DicomError:
+    "The error `strict` raises: the first unreadable file and its cause."
+    f, cause = next(iter(bad.items()))
+    return DicomError(f, f'{cause} (the first of {len(bad)} unreadable test images out of {n}; without strict, they get the training label mean)')
+
+def _bad_summary(bad, n, data, k=3) -> str:
+    "One line: how many of the `n` test images cannot be read, the first `k` of them with their causes."
+    name = lambda f: path_text(Path(f).relative_to(data)) if Path(data).is_dir() else path_text(f)
+    shown = '; '.join(f'{name(f)}: {c}' for f, c in list(bad.items())[:k]) + (f'; and {len(bad) - k} more' if len(bad) > k else '')
+    return f'{len(bad)} of {n} test images cannot be read and get the training label mean instead of a prediction: {shown}'
+
+# %% ../nbs/08_infer.ipynb #9d59d084
+def _mean_preds(runs, outs, files) -> tuple[pd.DataFrame, dict]:
+    "The mean of the runs' predictions, the unreadable images of any run filled with the mean of their training label means."
+    bad = {f: c for _, b, _ in outs for f, c in b.items()}
+    bad = {f: bad[f] for f in files if f in bad}  # in file order
+    cols, keep = list(outs[0][0].columns), np.array([f not in bad for f in files])
+    for run, (p, _, _) in zip(runs, outs):
+        if sorted(map(str, p.columns)) != sorted(map(str, cols)):
+            raise ValueError(f'{run} predicts {list(p.columns)} but {runs[0]} predicts {cols}: runs averaged together must predict the same outputs')
+    values = np.zeros((len(files), len(cols)), np.float32)
+    values[keep] = sum(p[cols].to_numpy()[keep[[f not in b for f in files]]] for p, b, _ in outs) / len(outs)
+    if bad: values[~keep] = sum(mean()[cols].to_numpy() for _, _, mean in outs) / len(outs)
+    return pd.DataFrame(values, columns=cols, index=pd.Index([Path(f).stem for f in files], name='image')), bad
+
+def predict(runs, data, cache=None, tta=False, bs=64, workers=None, strict=False, progress=True) -> pd.DataFrame:
+    "Mean predictions of `runs` (run folders) on the DICOMs under `data`: `image`, then a column per output; unreadable images get the label mean."
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
     files = get_dicom_files(data)
     if not files: raise FileNotFoundError(f'{data}: no DICOM files')
+    checked = {}  # unreadable files per test pipeline, shared by the runs
     with tempfile.TemporaryDirectory() as workdir:
-        preds = [_run_preds(r, files, data, cache, tta, bs, workers, workdir) for r in runs]
-    log.info('predicted %d images with %d run(s)%s', len(files), len(runs), ' and TTA' if tta else '')
-    return (sum(preds) / len(preds)).reset_index()
+        outs = [_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, checked, progress) for r in runs]
+    preds, bad = _mean_preds(runs, outs, files)
+    if bad: log.warning('%s', _bad_summary(bad, len(files), data))
+    log.info('predicted %d images with %d run(s)%s', len(files) - len(bad), len(runs), ' and TTA' if tta else '')
+    return preds.reset_index()

@@ -13,10 +13,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .data import file_size, read_csv_file
+
 # %% auto #0
 __all__ = ['SUBMISSION_FORMATS', 'split_long_ids', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample',
-           'SubmissionFormat', 'register_format', 'make_submission', 'validate_submission', 'rle_encode', 'rle_decode',
-           'prediction_string']
+           'SubmissionFormat', 'register_format', 'make_submission', 'max_submission_bytes', 'read_submission',
+           'validate_submission', 'rle_encode', 'rle_decode', 'prediction_string']
 
 # %% ../nbs/09_submit.ipynb #e67483b3
 def split_long_ids(ids, labels) -> tuple[pd.Series, pd.Series]:
@@ -97,7 +99,7 @@ for _f in (SubmissionFormat('auto', description='long or wide, read from the sam
 # %% ../nbs/09_submit.ipynb #61b44437
 def make_submission(preds, sample, fmt='auto', meta=None) -> pd.DataFrame:
     "The submission for `sample` (DataFrame or csv) from per-image `preds`, in format `fmt` (a preset name or SubmissionFormat)."
-    sample = pd.read_csv(sample) if isinstance(sample, (str, os.PathLike)) else sample
+    sample = read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
     fmt = SUBMISSION_FORMATS[fmt] if isinstance(fmt, str) else fmt
     if fmt.key is not None:
         if meta is None: raise ValueError(f'format {fmt.name} aggregates images by header fields: pass the test metadata (kit meta)')
@@ -106,10 +108,20 @@ def make_submission(preds, sample, fmt='auto', meta=None) -> pd.DataFrame:
     return long_submission(preds, sample) if is_long_sample(sample, labels) else wide_submission(preds, sample)
 
 # %% ../nbs/09_submit.ipynb #55bc03cf
+def max_submission_bytes(sample) -> int:
+    "The most bytes a submission for `sample` (csv path or DataFrame) may have: 20 times the sample's, plus 64 MB."
+    n = file_size(sample) if isinstance(sample, (str, os.PathLike)) else len(sample.to_csv(index=False))
+    return 20 * n + 64 * 2**20
+
+def read_submission(path, sample) -> pd.DataFrame:
+    "Submission csv `path`, refused in one line when it is not text, is ragged, or is far larger than `sample` could need."
+    return read_csv_file(path, max_bytes=max_submission_bytes(sample), what='a submission for the sample')
+
+# %% ../nbs/09_submit.ipynb #63882457
 def validate_submission(sub, sample, probabilities=True) -> list[str]:
     "The problems of submission `sub` against `sample` (DataFrames or csv paths), one line each; empty when valid."
-    sub = pd.read_csv(sub) if isinstance(sub, (str, os.PathLike)) else sub
-    sample = pd.read_csv(sample) if isinstance(sample, (str, os.PathLike)) else sample
+    sub = read_submission(sub, sample) if isinstance(sub, (str, os.PathLike)) else sub
+    sample = read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
     if list(sub.columns) != list(sample.columns):
         return [f'columns {list(sub.columns)} differ from the sample\'s {list(sample.columns)} (names and order must match)']
     problems, id_col = [], sample.columns[0]
