@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 import hostile
-from kit.dicom import path_text
 
 KIT = str(Path(sys.executable).with_name('kit'))
 
