@@ -186,7 +186,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'kit.infer._bad_summary': ('infer.html#_bad_summary', 'kit/infer.py'),
                            'kit.infer._cache_errors': ('infer.html#_cache_errors', 'kit/infer.py'),
                            'kit.infer._cached_items': ('infer.html#_cached_items', 'kit/infer.py'),
-                           'kit.infer._crash_cause': ('infer.html#_crash_cause', 'kit/infer.py'),
                            'kit.infer._dicom_errors': ('infer.html#_dicom_errors', 'kit/infer.py'),
                            'kit.infer._item_error': ('infer.html#_item_error', 'kit/infer.py'),
                            'kit.infer._mean_preds': ('infer.html#_mean_preds', 'kit/infer.py'),

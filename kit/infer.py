@@ -100,10 +100,6 @@ def _item_error(i, ds) -> str | None:
     except DicomError as e: return e.cause
     except Exception as e: return _one_line(e)
 
-def _crash_cause(i, cause) -> str:
-    "The cause of an item whose worker died or hung."
-    return cause
-
 def _dicom_errors(learn, files, workers, checked, progress) -> dict:
     "The files of `files` that the run's test-time transforms cannot decode, with the causes; `checked` keeps them per pipeline."
     from fastai.data.core import test_set
@@ -111,7 +107,7 @@ def _dicom_errors(learn, files, workers, checked, progress) -> dict:
     key = str(ds.tls[0].tfms)
     if key not in checked:
         log.info('decoding the %d test images once to find unreadable ones', len(files))
-        causes = parallel_map(partial(_item_error, ds=ds), range(len(files)), n_workers(workers), progress, on_crash=_crash_cause)
+        causes = parallel_map(partial(_item_error, ds=ds), range(len(files)), n_workers(workers), progress, on_crash=lambda i, cause: cause)
         checked[key] = {f: c for f, c in zip(files, causes) if c is not None}
     return checked[key]
 
