@@ -20,7 +20,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'kit.anonymize._uid_action': ('anonymize.html#_uid_action', 'kit/anonymize.py'),
                                'kit.anonymize._uid_text': ('anonymize.html#_uid_text', 'kit/anonymize.py'),
                                'kit.anonymize._write': ('anonymize.html#_write', 'kit/anonymize.py'),
-                               'kit.anonymize._write_report': ('anonymize.html#_write_report', 'kit/anonymize.py'),
                                'kit.anonymize.anonymize': ('anonymize.html#anonymize', 'kit/anonymize.py'),
                                'kit.anonymize.anonymize_dataset': ('anonymize.html#anonymize_dataset', 'kit/anonymize.py'),
                                'kit.anonymize.anonymize_file': ('anonymize.html#anonymize_file', 'kit/anonymize.py'),

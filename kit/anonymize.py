@@ -23,7 +23,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from .dicom import DicomError, MissingTagError, check_pixel_length, path_text, quiet_uid_warnings, read_dicom
-from .meta import LOCK_FILE, folder_lock, get_dicom_files, parallel_map
+from .meta import LOCK_FILE, folder_lock, get_dicom_files, parallel_map, write_meta
 
 # %% auto #0
 __all__ = ['log', 'PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset',
@@ -218,15 +218,6 @@ def _reserve(path, nbytes):
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL): raise  # EOPNOTSUPP: a file system without fallocate
             for k in range(0, nbytes, 2**20): f.write(bytes(min(2**20, nbytes - k)))
 
-def _write_report(report, path, reserve):
-    "Write `report` to `path` through a temporary file renamed over it: the report is whole or absent, and no temporary file stays."
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        reserve.unlink(missing_ok=True)
-        report.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-
 def _remove_temporaries(out):
     "Remove the temporary files that a worker killed while writing left under `out`."
     for p in Path(out).rglob('*.tmp'): p.unlink(missing_ok=True)
@@ -255,7 +246,8 @@ def anonymize(src, out, salt=None, keep=(), workers=None, progress=True) -> pd.D
             rows = parallel_map(partial(anonymize_file, out=out, salt=salt, keep=tuple(keep)), files, workers, progress, on_crash=_crash_row)
             report = pd.DataFrame(rows, columns=list(_row('')))
             if report.error.notna().any(): _remove_temporaries(out)
-            _write_report(report, out / 'anonymize_report.csv', reserve)
+            reserve.unlink(missing_ok=True)  # the space held back is the report's
+            write_meta(report, out / 'anonymize_report.csv')
         finally: reserve.unlink(missing_ok=True)
     n_err, n_text = int(report.error.notna().sum()), int(report.burned_in_text.fillna(False).astype(bool).sum())
     log.info('%d files anonymized, %d errors, %d may have burned-in text -> %s', len(report) - n_err, n_err, n_text, out)

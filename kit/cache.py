@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from .dicom import DICOM_EXTS, DicomError, get_dicom_files, path_text, read_dicom
-from .meta import folder_lock, parallel_map
+from .meta import folder_lock, parallel_map, write_meta
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
@@ -149,9 +149,7 @@ def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers
         manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', 'height', 'width'])
         manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
                                    format=fmt, offset=settings['offset'])
-        tmp = out / f'.{MANIFEST_FILE}.tmp'
-        try: manifest.to_parquet(tmp, index=False); os.replace(tmp, out / MANIFEST_FILE)
-        finally: tmp.unlink(missing_ok=True)
+        write_meta(manifest, out / MANIFEST_FILE)
     _report(manifest, time.perf_counter() - start)
     return manifest
 

@@ -280,7 +280,7 @@ def dicom_meta(src, pixel_stats=False, workers=None, window=(80, 40), progress=T
 
 # %% ../nbs/01_meta.ipynb #e105fc28
 def write_meta(df, path) -> Path:
-    "Write header DataFrame `df` to `path` (parquet, or csv by suffix) through a temporary file, so that no reader sees half of it."
+    "Write header DataFrame (or any table) `df` to `path` (parquet, or csv by suffix) through a temporary file: whole or absent, never half."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
