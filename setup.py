@@ -13,7 +13,7 @@ setup(
     long_description=(here/'README.md').read_text(encoding='utf-8'), long_description_content_type='text/markdown',
     author=cfg['author'], author_email=cfg['author_email'], license=cfg['license'],
     keywords=cfg['keywords'].split(), python_requires=f">={cfg['min_python']}",
-    packages=find_packages(include=['kit', 'kit.*']), include_package_data=True,
+    packages=find_packages(include=['kit', 'kit.*']), include_package_data=True, package_data={'kit': ['kaggle_image.txt']},
     install_requires=cfg['requirements'].split(), extras_require={'dev': cfg['dev_requirements'].split()},
     entry_points={'console_scripts': cfg['console_scripts'].split(),
                   'nbdev': [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"]},

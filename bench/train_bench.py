@@ -22,7 +22,7 @@ from fastai.learner import load_learner
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from kit.cache import preprocess
+from kit.cache import cached_paths, preprocess, read_manifest
 from kit.data import dicom_dataloaders, read_labels
 from kit.synth import make_competition
 from kit.train import make_learner, prepare, train
@@ -80,7 +80,7 @@ def kit_loop(table, label_cols, cache, arch, size, bs, epochs, workers) -> float
 def held_out_auc(run, cache_test, solution) -> float:
     "AUC of `any` on the held-out test images."
     learn = load_learner(Path(run) / 'model.pkl')
-    man = pd.read_parquet(Path(cache_test) / 'manifest.parquet')
+    man = read_manifest(cache_test)
     preds, _ = learn.get_preds(dl=learn.dls.test_dl(man.output.tolist()))
     sol = read_labels(solution).set_index('image')
     ids = [Path(s).stem for s in man.source]
@@ -112,9 +112,9 @@ def main():
     auc = held_out_auc(d / 'run', d / 'cache_test', d / 'comp' / 'solution.csv')
     print(f'kit train: {a.epochs} epochs in {minutes:.2f} min; validation AUC(any) {res["auc_any"]:.3f}; held-out test AUC(any) {auc:.3f}')
 
-    table, label_cols, _ = prepare(d / 'comp' / 'train_images', d / 'comp' / 'train.csv', d / 'tp', workers=a.workers)
+    table, label_cols, _ = prepare(d / 'comp' / 'train_images', d / 'comp' / 'train.csv', workers=a.workers)
     train_rows = table[table.fold != 0]
-    files = pd.read_parquet(d / 'cache_train' / 'manifest.parquet').set_index('source').loc[train_rows.fname.astype(str), 'output']
+    files = cached_paths(d / 'cache_train', train_rows.fname)
     plain = plain_loop(files, train_rows[label_cols].values, a.arch, a.bs, 2, a.workers, device)
     ours = kit_loop(table, label_cols, d / 'cache_train', a.arch, a.size, a.bs, 2, a.workers)
     print(f'training throughput on {device}: plain timm loop {plain:.1f} img/s, kit (fastai) {ours:.1f} img/s, kit/plain {ours / plain:.0%}')

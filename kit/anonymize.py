@@ -26,8 +26,8 @@ from .dicom import DicomError, MissingTagError, check_pixel_length, path_text, q
 from .meta import LOCK_FILE, folder_lock, get_dicom_files, parallel_map, write_meta
 
 # %% auto #0
-__all__ = ['log', 'PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset',
-           'may_have_burned_in_text', 'patient_folder', 'anonymize_file', 'anonymize']
+__all__ = ['PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset', 'may_have_burned_in_text',
+           'patient_folder', 'anonymize_file', 'anonymize']
 
 # %% ../nbs/14_anonymize.ipynb #a2abe396
 log = logging.getLogger(__name__)

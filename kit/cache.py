@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -21,15 +21,19 @@ from .meta import folder_lock, parallel_map, write_meta
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
-__all__ = ['log', 'FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'cache_settings', 'output_path',
-           'render', 'cache_file', 'error_row', 'cached_paths', 'preprocess']
+__all__ = ['FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'HEADER_COLUMNS', 'cache_settings',
+           'output_path', 'render', 'cache_file', 'error_row', 'read_manifest', 'read_cache_settings', 'match_sources',
+           'cached_paths', 'cache_meta', 'preprocess']
 
 # %% ../nbs/04_cache.ipynb #f0b0b7a8
 log = logging.getLogger(__name__)
+
+# %% ../nbs/04_cache.ipynb #c0c2b867
 FORMATS = {'png': '.png', 'png16': '.png', 'npy': '.npy'}
 PNG16_OFFSET = 32768
 SETTINGS_FILE, MANIFEST_FILE = 'kit_cache.json', 'manifest.parquet'
 MAX_SIZE = 8192  # the longest side a cached image may have
+HEADER_COLUMNS = ('PatientID', 'StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID', 'ImageLaterality')  # kept in the manifest
 
 # %% ../nbs/04_cache.ipynb #296d290e
 def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') -> dict:
@@ -54,12 +58,13 @@ def output_path(fn, src, out, fmt) -> Path:
     return Path(out) / stem.parent / (stem.name + FORMATS[fmt])
 
 # %% ../nbs/04_cache.ipynb #b4261de9
-def render(fn, settings) -> np.ndarray:
-    "The array to store for DICOM file `fn` under `settings`."
+def render(ds, settings) -> np.ndarray:
+    "The array to store for DICOM file or dataset `ds` under `settings`."
+    ds = read_dicom(ds) if not hasattr(ds, 'PixelData') else ds
     if settings['format'] == 'png16':
-        px = dicom_pixels(read_dicom(fn), settings['size'], settings['crop'])
+        px = dicom_pixels(ds, settings['size'], settings['crop'])
         return np.clip(np.round(px) + settings['offset'], 0, 65535).astype(np.uint16)
-    img = dicom_channels(fn, settings['windows'], size=settings['size'], crop_body=settings['crop'])
+    img = dicom_channels(ds, settings['windows'], size=settings['size'], crop_body=settings['crop'])
     if settings['format'] == 'npy': return img.astype(np.float16)
     img = np.round(img * 255).astype(np.uint8)
     return img[0] if len(img) == 1 else img.transpose(1, 2, 0)
@@ -88,33 +93,82 @@ def _stored_shape(path, fmt) -> tuple[int, int] | None:
         with Image.open(path) as im: return im.size[::-1]
     except Exception: return None
 
+def _header_ids(ds) -> dict:
+    "The `HEADER_COLUMNS` of dataset `ds`, as text (None when absent or empty)."
+    return {k: str(v) if (v := ds.get(k)) not in (None, '') else None for k in HEADER_COLUMNS}
+
+def _paths(fn, src, settings) -> dict:
+    "The manifest's paths of `fn`: relative to `src` and to the cache, as UTF-8 text with `/`."
+    return dict(source=PurePosixPath(path_text(Path(fn).relative_to(src))).as_posix(),
+                output=output_path(fn, src, '', settings['format']).as_posix())
+
 def cache_file(fn, src, out, settings) -> dict:
-    "Write the image of `fn` unless a finished one is there; return its manifest row."
+    "Write the image of `fn` unless a finished one is there; return its manifest row (the header ids of `fn` with it)."
     dest = output_path(fn, src, out, settings['format'])
-    row = dict(source=path_text(fn), output=str(dest), status='cached', error=None)
-    if shape := _stored_shape(dest, settings['format']): return {**row, 'height': shape[0], 'width': shape[1]}
     try:
-        arr = render(fn, settings)
-        _save(arr, dest, settings['format'])
-        height, width = arr.shape[-2:] if settings['format'] == 'npy' else arr.shape[:2]  # (C, H, W) or (H, W[, 3])
-        return {**row, 'status': 'ok', 'height': height, 'width': width}
+        shape = _stored_shape(dest, settings['format'])
+        cached = shape is not None
+        ds = read_dicom(fn, header_only=cached)
+        if not cached:
+            arr = render(ds, settings)
+            _save(arr, dest, settings['format'])
+            shape = arr.shape[-2:] if settings['format'] == 'npy' else arr.shape[:2]  # (C, H, W) or (H, W[, 3])
+        return {**_paths(fn, src, settings), 'status': 'cached' if cached else 'ok', 'error': None, **_header_ids(ds),
+                'height': shape[0], 'width': shape[1]}
     except DicomError as e: return error_row(fn, e.cause, src, out, settings)
     except Exception as e: return error_row(fn, f'{type(e).__name__}: {e}', src, out, settings)
 
 def error_row(fn, cause, src, out, settings) -> dict:
     "The manifest row of a file that could not be cached, with the cause on one line."
-    return dict(source=path_text(fn), output=str(output_path(fn, src, out, settings['format'])), status='error',
-                error=' '.join(str(cause).split()))
+    return {**_paths(fn, src, settings), 'status': 'error', 'error': ' '.join(str(cause).split())}
 
 # %% ../nbs/04_cache.ipynb #6f842036
+def read_manifest(cache) -> pd.DataFrame:
+    "The manifest of cache folder `cache`, its `output` paths resolved against where the cache is now."
+    path = Path(cache) / MANIFEST_FILE
+    if not path.is_file(): raise FileNotFoundError(f'{cache}: no {MANIFEST_FILE} (is this a kit preprocess folder?)')
+    m = pd.read_parquet(path)
+    if m.output.map(os.path.isabs).any():
+        raise ValueError(f'{path}: written by an older kit (absolute paths): run kit preprocess into it again, it keeps the images')
+    root = Path(os.path.abspath(cache))
+    return m.assign(output=[str(root / o) for o in m.output])
+
+def read_cache_settings(cache) -> dict:
+    "The settings cache folder `cache` was made with."
+    path = Path(cache) / SETTINGS_FILE
+    if not path.is_file(): raise FileNotFoundError(f'{cache}: no {SETTINGS_FILE} (is this a kit preprocess folder?)')
+    return json.loads(path.read_text())
+
+# %% ../nbs/04_cache.ipynb #85fb0d6a
+def _unique_stems(sources) -> dict:
+    "The row of each file stem that only one of `sources` has."
+    stems = pd.Series(np.arange(len(sources)), index=[PurePosixPath(s).stem for s in sources])
+    return stems[~stems.index.duplicated(keep=False)].to_dict()
+
+def match_sources(manifest, files) -> np.ndarray:
+    "The manifest row of each of `files` (-1 where none): the longest tail of its path that is a cached source, else a unique stem."
+    exact, stems = {s: i for i, s in enumerate(manifest.source)}, _unique_stems(manifest.source)
+    def row(f):
+        path = PurePosixPath(path_text(f))
+        tails = ('/'.join(path.parts[i:]) for i in range(len(path.parts)))
+        return next((exact[t] for t in tails if t in exact), stems.get(path.stem, -1))
+    return np.array([row(f) for f in files], dtype=np.int64)
+
+# %% ../nbs/04_cache.ipynb #31f8f24b
 def cached_paths(cache, sources) -> list[str]:
-    "The cached image of each DICOM file of `sources`, from the manifest of `cache`; every one must be there."
-    m = pd.read_parquet(Path(cache) / MANIFEST_FILE)
-    outputs = dict(zip(m.source[m.status != 'error'].map(os.path.abspath), m.output[m.status != 'error']))
-    sources = [path_text(os.path.abspath(f)) for f in sources]
-    missing = [f for f in sources if f not in outputs]
-    if missing: raise ValueError(f'{len(missing)} images are not in the cache {cache}, e.g. {missing[0]}: run kit preprocess on their folder')
-    return [outputs[f] for f in sources]
+    "The cached image of each DICOM file of `sources` (paths as they are now, or as the manifest has them); every one must be there."
+    m = read_manifest(cache)
+    rows = match_sources(m, sources)
+    missing = [f for f, r in zip(sources, rows) if r < 0 or m.status.iat[r] == 'error']
+    if missing: raise ValueError(f'{len(missing)} of {len(rows)} images are not in the cache {cache}, e.g. {path_text(missing[0])}: '
+                                 'give the cache made of these DICOMs')
+    return m.output.to_numpy()[rows].tolist()
+
+def cache_meta(cache) -> pd.DataFrame:
+    "The images of `cache` as a header table to train or predict without the DICOMs: `fname` (the source path in the manifest) and the ids."
+    m = read_manifest(cache)
+    m = m[m.status != 'error'].reset_index(drop=True)
+    return m[['source', *[c for c in HEADER_COLUMNS if c in m]]].rename(columns={'source': 'fname'})
 
 # %% ../nbs/04_cache.ipynb #2c86dea7
 def _check_settings(out, settings, files, src, rebuild):
@@ -134,8 +188,8 @@ def _check_settings(out, settings, files, src, rebuild):
 
 # %% ../nbs/04_cache.ipynb #79fe447a
 def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers=None, progress=True, rebuild=False) -> pd.DataFrame:
-    "Cache windowed images of every DICOM under `src` in `out`; return the manifest (also in `out/manifest.parquet`)."
-    src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))  # the manifest holds absolute paths: usable from anywhere
+    "Cache windowed images of every DICOM under `src` in `out`; return the manifest (`out/manifest.parquet`, outputs resolved)."
+    src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     if not src.is_dir(): raise FileNotFoundError(f'{src}: no such folder')
     settings = cache_settings(windows, size, crop, fmt)
     if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: preprocess never writes into the DICOM folder')
@@ -146,12 +200,12 @@ def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers
         start = time.perf_counter()
         job = partial(cache_file, src=src, out=out, settings=settings)
         rows = parallel_map(job, files, workers, progress, on_crash=partial(error_row, src=src, out=out, settings=settings))
-        manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', 'height', 'width'])
+        manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', *HEADER_COLUMNS, 'height', 'width'])
         manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
                                    format=fmt, offset=settings['offset'])
         write_meta(manifest, out / MANIFEST_FILE)
     _report(manifest, time.perf_counter() - start)
-    return manifest
+    return manifest.assign(output=[str(out / o) for o in manifest.output])
 
 def _check_collisions(files, src, out, fmt):
     "Refuse, in one line, sources that would share an output (`a`, `a.dcm`, `a.DCM`; case-insensitive file systems too)."

@@ -13,7 +13,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['log', 'MAX_SIZE', 'meta_cmd', 'synth_cmd', 'preprocess_cmd', 'train_cmd', 'predict_cmd', 'validate_cmd', 'submit_cmd',
            'wheels_cmd', 'kernel_cmd', 'audit_cmd', 'eda_cmd', 'explain_cmd', 'anonymize_cmd', 'demo_cmd',
-           'make_parser', 'main']
+           'baseline_cmd', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #9e7feed8
 log = logging.getLogger('kit')
@@ -88,7 +88,7 @@ def train_cmd(args) -> int:
     lr = args.lr if args.lr == 'auto' else float(args.lr)
     kw = dict(arch=args.arch, size=args.size, epochs=args.epochs, bs=args.bs, lr=lr, cache=args.cache, windows=args.windows,
               pretrained=args.pretrained, weights=args.weights, match=args.match, task=args.task, seed=args.seed,
-              precision=args.precision, workers=args.workers)
+              precision=args.precision, workers=args.workers, progress=not args.quiet)
     if args.folds:
         res = train_folds(args.data, args.labels, args.out, n_folds=args.n_folds, **kw)
         log.info('%s', res.to_string(index=False))
@@ -102,13 +102,14 @@ def train_cmd(args) -> int:
 def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
     from kit.infer import predict
+    from kit.cache import cache_meta
     from kit.meta import dicom_meta, read_meta
     from kit.submit import SUBMISSION_FORMATS, make_submission, validate_submission
     preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers, strict=args.strict,
                     progress=not args.quiet)
     meta = read_meta(args.meta) if args.meta else None
     if meta is None and SUBMISSION_FORMATS[args.format].key is not None:  # the format groups images by header fields
-        meta = dicom_meta(args.data, workers=args.workers, progress=False)
+        meta = dicom_meta(args.data, workers=args.workers, progress=False) if args.data else cache_meta(args.cache)
     sub = make_submission(preds, args.sample, args.format, meta)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sub.to_csv(args.out, index=False)
@@ -135,10 +136,10 @@ def submit_cmd(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #d415934d
 def wheels_cmd(args) -> int:
-    "Build the wheels an internet-off kernel needs."
+    "Build the wheels an internet-off kernel needs on its image."
     from kit.kaggle_tools import build_wheels
-    whl = build_wheels(args.out, python=args.python, download=not args.no_download)
-    log.info('%d wheels -> %s; in the kernel: %s', len(whl), args.out, (Path(args.out) / 'INSTALL.txt').read_text().strip())
+    whl = build_wheels(args.out, image=args.image, python=args.python, download=not args.no_download)
+    log.info('%d wheels -> %s; in the kernel:\n%s', len(whl), args.out, (Path(args.out) / 'INSTALL.txt').read_text().strip())
     return 0
 
 def kernel_cmd(args) -> int:
@@ -171,12 +172,12 @@ def eda_cmd(args) -> int:
     return 0
 
 def explain_cmd(args) -> int:
-    "Grad-CAM grid of a run on a folder of DICOMs."
+    "Saliency maps of a run on a folder of DICOMs, as a grid."
     from kit.explain import cam_grid, explain
-    res = explain(args.run, args.data, args.cache, args.target, args.images, args.labels, args.n, args.layer)
+    res = explain(args.run, args.data, args.cache, args.label, args.images, args.labels, args.n, args.layer, method=args.method, pick=args.pick)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cam_grid(res).savefig(args.out, dpi=100)
-    log.info('Grad-CAM of %d images (%s) -> %s', len(res['ids']), res['target'], args.out)
+    log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], args.out)
     return 0
 
 def anonymize_cmd(args) -> int:
@@ -195,6 +196,15 @@ def demo_cmd(args) -> int:
     log.info('submission %s scores %.4f (label prior %.4f) in %.0f s; report: %s', Path(args.out) / 'submission.csv',
              res['score'], res['prior_score'], sum(res['times'].values()), Path(args.out) / 'report.md')
     return 0 if res['score'] < res['prior_score'] else 1
+
+def baseline_cmd(args) -> int:
+    "Find a competition folder's layout, then run the whole workflow on it within --minutes; a layout it cannot tell is a usage error."
+    from kit.baseline import LayoutError, baseline
+    try: baseline(args.input, args.out, args.minutes, args.train, args.test, args.labels, args.sample, args.arch, args.size, args.epochs,
+                  args.workers, args.seed, progress=not args.quiet)
+    except LayoutError as e:
+        log.error('kit baseline: %s', e); return 2
+    return 0
 
 # %% ../nbs/90_cli.ipynb #569b405d
 def _add_meta(sub):
@@ -228,7 +238,7 @@ def _add_train(sub):
                        description='Fine-tune a timm model through fastai on one fold (or all), grouped by patient; writes '
                                    'OUT/model.pkl, config.yaml, metrics.csv, oof.csv and folds.csv. Example: kit train '
                                    'train_images --labels train.csv --arch resnet18 --size 256 --epochs 5 --fold 0 --out run')
-    p.add_argument('data', help='folder of DICOM files')
+    p.add_argument('data', nargs='?', default=None, help='folder of DICOM files (leave out to train on --cache alone)')
     p.add_argument('--labels', required=True, help='label csv, wide (image,label...) or long (ID_<image>_<label>,Label)')
     p.add_argument('--out', required=True, help='run folder')
     p.add_argument('--arch', default='resnet18', help='any timm model name (default resnet18)')
@@ -239,7 +249,7 @@ def _add_train(sub):
     p.add_argument('--fold', type=int, default=0, help='validation fold (default 0)')
     p.add_argument('--n-folds', type=_count_arg, default=5, help='number of patient-grouped folds (default 5)')
     p.add_argument('--folds', action='store_true', help='train every fold, each in OUT/fold_<k>')
-    p.add_argument('--cache', default=None, help='a kit preprocess folder of the same DICOMs (the fast path)')
+    p.add_argument('--cache', default=None, help='a kit preprocess folder of the same DICOMs (the fast path; enough without DATA)')
     p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs (default brain,subdural,bone)')
     p.add_argument('--pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
     p.add_argument('--weights', default=None, help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
@@ -256,10 +266,10 @@ def _add_predict(sub):
                                    'the sample submission, check and write them. Example: kit predict --model run/fold_0 '
                                    'run/fold_1 --data test_images --sample sample_submission.csv -o submission.csv')
     p.add_argument('--model', nargs='+', required=True, help='run folders of kit train')
-    p.add_argument('--data', required=True, help='folder of test DICOM files')
+    p.add_argument('--data', default=None, help='folder of test DICOM files (leave out to predict the images of --cache)')
     p.add_argument('--sample', required=True, help="the competition's sample_submission.csv")
     p.add_argument('-o', '--out', default='submission.csv')
-    p.add_argument('--cache', default=None, help='a kit preprocess cache of the test DICOMs (made on the fly if a run needs one)')
+    p.add_argument('--cache', default=None, help='a kit preprocess cache of the test DICOMs (made on the fly if a run needs one and --data is given)')
     p.add_argument('--tta', action='store_true', help="test-time augmentation (fastai's tta)")
     p.add_argument('--format', default='auto', help='auto (long or wide, from the sample), rsna-ich, rsna-cervical-spine, rsna-breast')
     p.add_argument('--meta', default=None, help='kit meta of the test DICOMs, for formats that aggregate by header fields')
@@ -293,10 +303,13 @@ def _add_submit(sub):
 
 def _add_wheels(sub):
     p = sub.add_parser('wheels', help='wheels for an internet-off Kaggle kernel',
-                       description="kit's wheel and the wheels a Kaggle kernel lacks (pydicom 3, the pixel-data plugins), "
-                                   'to upload as a dataset; INSTALL.txt holds the install line. Example: kit wheels kit-wheels')
+                       description="kit's wheel and exactly the wheels the kernel's image lacks, resolved by pip for that image: "
+                                   'nothing it has is upgraded, except pure-Python fastai and pydicom when kit needs newer ones. '
+                                   'Upload OUT as a dataset; INSTALL.txt holds the install line. Example: kit wheels kit-wheels --image image.txt')
     p.add_argument('out', help='output folder (its name is the dataset name used in INSTALL.txt)')
-    p.add_argument('--python', default='3.11', help="the kernel's Python version (default 3.11)")
+    p.add_argument('--image', metavar='FREEZE', help="the kernel image's package list, pip list --format=freeze with a '# python X.Y.Z' "
+                                                     "line (the README's one cell writes it); default: Kaggle's published image")
+    p.add_argument('--python', help="the kernel's Python version X.Y, when FREEZE has no '# python' line")
     p.add_argument('--no-download', action='store_true', help="only kit's own wheel")
     p.set_defaults(func=wheels_cmd)
 
@@ -345,18 +358,21 @@ def _add_eda(sub):
     p.set_defaults(func=eda_cmd)
 
 def _add_explain(sub):
-    p = sub.add_parser('explain', help='Grad-CAM maps of a trained run',
-                       description='Grad-CAM (captum) over chosen images, the top losses (with --labels) or the most confident '
-                                   'predictions, overlaid on what the model saw. Example: kit explain run --data train_images '
-                                   '--labels train.csv -o gradcam.png')
+    p = sub.add_parser('explain', help='saliency maps (occlusion, Grad-CAM) of a trained run',
+                       description='Where the model looks (occlusion by default, or Grad-CAM, through captum) in chosen images, the '
+                                   'top losses (with --labels) or the most confident predictions, over what the model saw, with each '
+                                   'prediction and truth. Example: kit explain run --data train_images --labels train.csv -o gradcam.png')
     p.add_argument('run', help='run folder (kit train)')
-    p.add_argument('--data', required=True, help='folder of DICOMs')
+    p.add_argument('--data', default=None, help='folder of DICOMs (leave out to explain the images of --cache)')
     p.add_argument('--cache', default=None, help="cache of these DICOMs made with the run's settings (default: made now)")
-    p.add_argument('--target', default=None, help="output to explain (default: 'any' or the first)")
+    p.add_argument('--label', '--target', dest='label', default=None, help="output to explain, e.g. subdural (default: 'any' or the first)")
     p.add_argument('--images', nargs='*', default=None, help='image ids (file stems) to explain')
-    p.add_argument('--labels', default=None, help='labels csv: explain the highest losses')
+    p.add_argument('--labels', default=None, help='labels csv: show the truth, explain the highest losses')
+    p.add_argument('--pick', choices=['loss', 'missed', 'false', 'top'], default=None,
+                   help='which images: loss (missed positives and false alarms, the default with --labels), missed, false, or top (predictions)')
+    p.add_argument('--method', choices=['occlusion', 'gradcam'], default=None, help='occlusion (default) or gradcam (default with --layer)')
     p.add_argument('-n', type=_count_arg, default=8, help='images to explain (default 8)')
-    p.add_argument('--layer', default=None, help='module to look at, as a dotted name, e.g. 0.model.layer2 (default: the deepest backbone stage whose map is at least 4 pixels a side)')
+    p.add_argument('--layer', default=None, help='Grad-CAM: the module to look at, as a dotted name, e.g. 0.model.layer2 (default: the deepest backbone stage whose map is at least 8 pixels a side)')
     p.add_argument('-o', '--out', default='gradcam.png', help='output PNG (default gradcam.png)')
     p.set_defaults(func=explain_cmd)
 
@@ -391,6 +407,30 @@ def _add_demo(sub):
     p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores)')
     p.set_defaults(func=demo_cmd)
 
+def _add_baseline(sub):
+    p = sub.add_parser('baseline', help='the whole workflow on a competition folder, within a time budget',
+                       description='Finds the layout of INPUT (the train and test DICOM folders at any depth, the label csv, wide '
+                                   'or long, by file name or PatientID/StudyInstanceUID/SeriesInstanceUID, the sample submission) '
+                                   'and says what it found; then meta, audit, preprocess, train, predict and validate, the budget '
+                                   'picking the image side and the epochs (resnet18 on a CPU, resnet50 in fp16 on a GPU). Writes '
+                                   'OUT/submission.csv, OUT/report.md, OUT/baseline.yaml and OUT/run. A layout it cannot tell '
+                                   'stops it with one line naming the option to give (exit 2). '
+                                   'Example: kit baseline input/rsna-intracranial-hemorrhage-detection --minutes 60')
+    p.add_argument('input', help='the competition folder: input/SLUG, or /kaggle/input/SLUG in a kernel')
+    p.add_argument('--out', default=None, help='output folder (default: /kaggle/working in a kernel, else baseline)')
+    p.add_argument('--minutes', type=_number_arg(float, lambda v: 0 < v < float('inf'), 'a positive number of minutes'), default=30.,
+                   help='time budget of the whole run (default 30)')
+    p.add_argument('--train', default=None, help='folder of the training DICOMs (default: the one named like train* holding DICOMs)')
+    p.add_argument('--test', default=None, help='folder of the test DICOMs (default: the one named like test* holding DICOMs)')
+    p.add_argument('--labels', default=None, help='label csv (default: the csv whose first column holds ids of the training images)')
+    p.add_argument('--sample', default=None, help='sample submission csv (default: the sample_submission*.csv)')
+    p.add_argument('--arch', default=None, help='timm model (default: resnet18 on a CPU, resnet50 on a GPU)')
+    p.add_argument('--size', type=_size_arg, default=None, help="image side in pixels instead of the budget's choice")
+    p.add_argument('--epochs', type=_count_arg, default=None, help="epochs instead of the budget's choice")
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores)')
+    p.set_defaults(func=baseline_cmd)
+
 def _add_synth(sub):
     p = sub.add_parser('synth', help='write the synthetic head-CT competition',
                        description='A small RSNA-ICH-style competition for trying kit. Example: kit synth demo --patients 40')
@@ -410,7 +450,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument('--debug', action='store_true', help='show tracebacks')
     parser.add_argument('-q', '--quiet', action='store_true', help="no progress bars, kit's warnings only (nothing from pydicom, torch or fastai)")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for add in (_add_demo, _add_meta, _add_audit, _add_eda, _add_preprocess, _add_train, _add_explain, _add_predict, _add_validate,
+    for add in (_add_demo, _add_baseline, _add_meta, _add_audit, _add_eda, _add_preprocess, _add_train, _add_explain, _add_predict, _add_validate,
                 _add_submit, _add_wheels, _add_kernel, _add_anonymize, _add_synth): add(sub)
     for p in sub.choices.values():
         p.add_argument('--max-decode-gb', type=_gb_arg, default=None, metavar='GB',
@@ -441,6 +481,7 @@ def _check_paths(parser, args):
     "Usage errors for a source folder that is a file, and for an output that is, or is inside, the source."
     if args.command not in _WRITERS: return
     error = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command].error
+    if any(getattr(args, k) is None for k in _WRITERS[args.command]): return
     src, out = (Path(getattr(args, k)).resolve() for k in _WRITERS[args.command])
     if args.command in ('preprocess', 'anonymize') and src.exists() and not src.is_dir(): error(f'{src} is not a folder')
     if src.is_dir() and (out == src or src in out.parents): error(f'{out} is inside {src}: kit {args.command} never writes into its source folder')
@@ -454,6 +495,8 @@ def _setup(args):
     import os, warnings
     logging.basicConfig(level=logging.WARNING, format='%(message)s', stream=sys.stderr)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    warnings.filterwarnings('ignore', r'`torch\.jit\.script` is deprecated', FutureWarning)  # fastai's import, on torch 2.14: nothing a user can do
+    warnings.filterwarnings('ignore', r'load_learner` uses Python', UserWarning)  # every predict: the README says run folders are pickles
     if args.quiet:
         warnings.filterwarnings('ignore')  # this process only: pydicom's, torch's and fastai's warnings
         for handler in logging.getLogger().handlers: handler.addFilter(_only_kit)  # pydicom resets its logger's level on import

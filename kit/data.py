@@ -20,8 +20,8 @@ from pandas.api.types import is_numeric_dtype
 from .window import DEFAULT_WINDOWS
 
 # %% auto #0
-__all__ = ['log', 'SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'is_long_format', 'read_labels',
-           'infer_task', 'label_table', 'patient_folds', 'n_workers', 'dicom_dataloaders']
+__all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'is_long_format', 'read_labels', 'infer_task',
+           'label_table', 'patient_folds', 'n_workers', 'LabelColumns', 'dicom_dataloaders']
 
 # %% ../nbs/06_data.ipynb #3dbf9562
 log = logging.getLogger(__name__)
@@ -146,6 +146,12 @@ def n_workers(workers=None) -> int:
     return min(8, os.cpu_count() or 1) if workers is None else workers
 
 # %% ../nbs/06_data.ipynb #77582499
+class LabelColumns:
+    "The label columns of a table row as one float32 vector: the target of multi-label and regression tasks, one column or many."
+    def __init__(self, cols): self.cols = list(cols)
+    def __call__(self, row): return row[self.cols].to_numpy(np.float32)
+
+# %% ../nbs/06_data.ipynb #e200d9df
 def dicom_dataloaders(df, label_cols, task, valid_fold=0, cache=None, windows=DEFAULT_WINDOWS, size=256, bs=32,
                       augment=True, num_workers=None, seed=0):
     "fastai `DataLoaders` of table `df` (with `fname` and `fold`), fold `valid_fold` held out for validation."
@@ -159,7 +165,7 @@ def dicom_dataloaders(df, label_cols, task, valid_fold=0, cache=None, windows=DE
     df = df.assign(_x=cached_paths(cache, df.fname) if cache else df.fname)
     y_block = {'multi': MultiCategoryBlock(encoded=True, vocab=label_cols), 'single': CategoryBlock,
                'regression': RegressionBlock(n_out=len(label_cols))}[task]
-    get_y = ColReader(label_cols) if task != 'single' else ColReader(label_cols[0])
+    get_y = LabelColumns(label_cols) if task != 'single' else ColReader(label_cols[0])
     dblock = DataBlock(blocks=(ImageBlock if cache else DicomBlock(windows, size), y_block), get_x=ColReader('_x'), get_y=get_y,
                        splitter=IndexSplitter(np.flatnonzero(df.fold.values == valid_fold)),
                        item_tfms=None, batch_tfms=aug_transforms(size=size, max_rotate=10, max_warp=0.) if augment else None)

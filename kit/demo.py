@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['log', 'long_log_loss', 'label_prior', 'windows_figure', 'run_demo', 'demo_report']
+__all__ = ['long_log_loss', 'label_prior', 'label_examples', 'images_figure', 'windows_figure', 'stage', 'run_demo',
+           'demo_report']
 
 # %% ../nbs/15_demo.ipynb #302a4b72
 log = logging.getLogger(__name__)
@@ -39,32 +40,40 @@ def label_prior(labels) -> dict:
     return df.iloc[:, 1].groupby(df.iloc[:, 0].str.rsplit('_', n=1).str[1]).mean().to_dict()
 
 # %% ../nbs/15_demo.ipynb #0fc43576
-def windows_figure(cache, labels, windows, n=3, label='any', seed=0):
-    "Cached images, `n` with `label` positive and `n` without, one column per window channel."
+def label_examples(df, label, n=3, seed=0) -> pd.DataFrame:
+    "Rows of `df`: `n` with `label` positive and `n` without (any `2n` when `label` is not 0/1)."
+    if not set(df[label].dropna().unique()) <= {0, 1}: return df.sample(min(2 * n, len(df)), random_state=seed)
+    return pd.concat([df[df[label] == v].sample(min(n, int((df[label] == v).sum())), random_state=seed) for v in (1, 0)])
+
+def images_figure(paths, names, windows):
+    "Cached images `paths`, one row each named by `names`, one column per window channel."
     from matplotlib.figure import Figure
     from PIL import Image
-    from kit.cache import cached_paths
-    from kit.data import read_labels
-    wide = read_labels(labels)
-    manifest = pd.read_parquet(Path(cache) / 'manifest.parquet')
-    stems = {Path(s).stem: s for s in manifest.source[manifest.status != 'error']}
-    wide = wide[wide.image.isin(stems)]
-    picks = pd.concat([wide[wide[label] == v].sample(min(n, (wide[label] == v).sum()), random_state=seed) for v in (1, 0)])
-    paths = cached_paths(cache, [stems[i] for i in picks.image])
-    fig = Figure(figsize=(2 * len(windows), 2 * len(picks)), layout='constrained')
-    axes = fig.subplots(len(picks), len(windows), squeeze=False)
-    for row, (img_id, y, path) in enumerate(zip(picks.image, picks[label], paths)):
+    fig = Figure(figsize=(2 * len(windows), 2 * len(paths)), layout='constrained')
+    axes = fig.subplots(len(paths), len(windows), squeeze=False)
+    for row, (name, path) in enumerate(zip(names, paths)):
         img = np.asarray(Image.open(path))
         img = img[..., None] if img.ndim == 2 else img
         for c, ax in enumerate(axes[row]):
             ax.imshow(img[..., c], cmap='gray', vmin=0, vmax=255); ax.set_xticks([]); ax.set_yticks([])
             if row == 0: ax.set_title(windows[c], fontsize=9)
-            if c == 0: ax.set_ylabel(f'{img_id}\n{label}={y}', fontsize=7)
+            if c == 0: ax.set_ylabel(name, fontsize=7)
     return fig
+
+def windows_figure(cache, labels, windows, n=3, label='any', seed=0):
+    "Cached images, `n` with `label` positive and `n` without, one column per window channel."
+    from kit.cache import cached_paths
+    from kit.data import read_labels
+    wide = read_labels(labels)
+    manifest = pd.read_parquet(Path(cache) / 'manifest.parquet')
+    stems = {Path(s).stem: s for s in manifest.source[manifest.status != 'error']}
+    picks = label_examples(wide[wide.image.isin(stems)], label, n, seed)
+    paths = cached_paths(cache, [stems[i] for i in picks.image])
+    return images_figure(paths, [f'{i}\n{label}={y}' for i, y in zip(picks.image, picks[label])], windows)
 
 # %% ../nbs/15_demo.ipynb #e0b67c94
 @contextmanager
-def _stage(times, name):
+def stage(times, name):
     "Time the block as stage `name` in dict `times`, and log it."
     log.info('[%s] ...', name)
     start = time.perf_counter()
@@ -78,6 +87,7 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
     from kit.audit import audit
     from kit.cache import preprocess
     from kit.data import n_workers
+    from kit.explain import cam_grid, explain
     from kit.infer import predict
     from kit.meta import dicom_meta
     from kit.submit import make_submission, validate_submission
@@ -85,21 +95,24 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
     from kit.train import train
     out, times, windows = Path(out), {}, list(windows)
     workers = n_workers(workers)
-    with _stage(times, 'generate'): comp = make_competition(out / 'competition', patients, slices, dicom_size, seed=seed, workers=workers)
-    with _stage(times, 'meta'):
+    with stage(times, 'generate'): comp = make_competition(out / 'competition', patients, slices, dicom_size, seed=seed, workers=workers)
+    with stage(times, 'meta'):
         meta = dicom_meta(comp['train_images'], workers=workers, progress=progress)
         meta.to_parquet(out / 'meta.parquet', index=False)
-    with _stage(times, 'audit'): findings = audit(meta, comp['train']).findings
-    with _stage(times, 'preprocess'):
+    with stage(times, 'audit'): findings = audit(meta, comp['train']).findings
+    with stage(times, 'preprocess'):
         for split in ('train', 'test'): preprocess(comp[f'{split}_images'], out / f'cache_{split}', windows, size, workers=workers, progress=progress)
-    with _stage(times, 'train'):
+    with stage(times, 'train'):
         best = train(comp['train_images'], comp['train'], out / 'run', arch, size, epochs, lr=lr, cache=out / 'cache_train',
                      windows=windows, workers=workers, seed=seed)
-    with _stage(times, 'predict'):
+    with stage(times, 'predict'):
         sub = make_submission(predict(out / 'run', comp['test_images'], out / 'cache_test', workers=workers), comp['sample'])
         sub.to_csv(out / 'submission.csv', index=False)
-    with _stage(times, 'validate'): problems = validate_submission(out / 'submission.csv', comp['sample'])
+    with stage(times, 'validate'): problems = validate_submission(out / 'submission.csv', comp['sample'])
     if problems: raise ValueError(f'the demo submission is invalid: {problems[0]}')
+    with stage(times, 'explain'):
+        seen = explain(out / 'run', comp['test_images'], out / 'cache_test', labels=comp['solution'], pick='top')
+        cam_grid(seen).savefig(out / 'saliency.png', dpi=80)
     score = long_log_loss(sub, comp['solution'], {'any': 2})
     baseline = long_log_loss(sub, comp['solution'], {'any': 2}, prior=label_prior(comp['train']))
     windows_figure(out / 'cache_train', comp['train'], windows).savefig(out / 'batch.png', dpi=80)
@@ -129,6 +142,11 @@ Best epoch (validation fold): {best}.
 
 ## A batch in its windows
 ![batch](batch.png)
+
+## Where the model looks
+The held-out images it is surest are positive, with their truth; the map is occlusion saliency (`kit explain`).
+
+![saliency](saliency.png)
 
 Files: `submission.csv`, `run/` (model.pkl, config.yaml, metrics.csv, oof.csv, folds.csv), `meta.parquet`,
 `competition/` (the generated data, with `solution.csv`).

@@ -19,9 +19,8 @@ from .dicom import read_pixels
 from .meta import parallel_map
 
 # %% auto #0
-__all__ = ['log', 'class_column', 'numeric_columns', 'numeric_histograms', 'scatter_pairs', 'correlation_heatmap',
-           'label_cooccurrence', 'category_columns', 'category_counts', 'images_per_patient', 'intensity_profiles',
-           'eda_report']
+__all__ = ['class_column', 'numeric_columns', 'numeric_histograms', 'scatter_pairs', 'correlation_heatmap', 'label_cooccurrence',
+           'category_columns', 'category_counts', 'images_per_patient', 'intensity_profiles', 'eda_report']
 
 # %% ../nbs/12_eda.ipynb #0c32cc68
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -19,12 +19,13 @@ import pandas as pd
 import torch
 import yaml
 
+from .cache import cached_paths, match_sources, preprocess, read_cache_settings, read_manifest
 from .data import n_workers, read_csv_file
 from .dicom import DicomError, get_dicom_files, path_text
 from .meta import parallel_map
 
 # %% auto #0
-__all__ = ['log', 'RunError', 'read_config', 'load_run', 'readable_items', 'training_label_mean', 'predict']
+__all__ = ['RunError', 'read_config', 'load_run', 'readable_items', 'training_label_mean', 'predict']
 
 # %% ../nbs/08_infer.ipynb #d6242d41
 log = logging.getLogger(__name__)
@@ -49,8 +50,17 @@ def read_config(run) -> dict:
     if missing: raise RunError(f"{path}: not a kit train config (no {', '.join(missing)})")
     return config
 
-def _model_cause(e) -> str:
+def _version_changes(config) -> str:
+    "The packages the run's model was exported with that are installed here at another version: `plum-dispatch 2.9.0 there, 2.10.1 here`."
+    from kit.train import package_versions
+    then = config.get('versions') or {}
+    now = package_versions(list(then))
+    return ', '.join(f'{name} {v} there, {now[name]} here' for name, v in then.items() if now[name] != v)
+
+def _model_cause(e, config) -> str:
     "What an exception of `load_learner` says about the model file: made by other library versions, or cut short or no model."
+    if changed := _version_changes(config):
+        return f'{_one_line(e)}: it was exported with other versions ({changed}): install those, or copy the file again if it is damaged'
     if isinstance(e, (AttributeError, ImportError, UnboundLocalError)):  # fastai hides an ImportError behind an UnboundLocalError
         return f'{_one_line(e)}: it was exported with other versions of kit, fastai or timm than these'
     return f'{_one_line(e)}: the file is truncated or is not a model kit train exported; copy it again'
@@ -62,7 +72,7 @@ def load_run(run, cpu=None):
     if not (run / 'model.pkl').exists(): raise FileNotFoundError(f'{run}: no model.pkl (is this a kit train run folder?)')
     config = read_config(run)
     try: learn = load_learner(run / 'model.pkl', cpu=not torch.cuda.is_available() if cpu is None else cpu)
-    except Exception as e: raise RunError(f"{run / 'model.pkl'}: cannot load the model ({_model_cause(e)})") from None
+    except Exception as e: raise RunError(f"{run / 'model.pkl'}: cannot load the model ({_model_cause(e, config)})") from None
     return learn, config
 
 # %% ../nbs/08_infer.ipynb #e1c96674
@@ -76,17 +86,23 @@ def _without_warnings(name):
 
 def _cache_errors(cache, files) -> dict:
     "The files of `files` that the manifest of `cache` records as errors, with their causes, in file order."
-    from kit.cache import MANIFEST_FILE
-    path = Path(cache) / MANIFEST_FILE
-    if not path.is_file(): raise FileNotFoundError(f'{cache}: no {MANIFEST_FILE} (is this a kit preprocess folder?)')
-    m = pd.read_parquet(path, columns=['source', 'status', 'error'])
-    errors = dict(zip(m.source[m.status == 'error'].map(os.path.abspath), m.error[m.status == 'error']))
-    return {f: errors[k] for f in files if (k := path_text(os.path.abspath(f))) in errors}
+    m = read_manifest(cache)
+    rows = match_sources(m, files)
+    return {f: m.error.iat[r] for f, r in zip(files, rows) if r >= 0 and m.status.iat[r] == 'error'}
+
+def _usable_cache(cache, settings, data) -> bool:
+    "Whether the given `cache` holds images made with `settings`; when it does not, a line says so, or an error when `data` is None."
+    if cache is None: return False
+    if (made := read_cache_settings(cache)) == settings: return True
+    differ = [k for k in settings if settings[k] != made.get(k)]
+    needs, holds = (', '.join(f'{k}={d.get(k)}' for k in differ) for d in (settings, made))
+    if data is None: raise ValueError(f'the run needs images made with {needs}, but the cache {cache} holds {holds}: give the test DICOMs to make them')
+    log.info('the cache %s holds %s, the run needs %s: making its images from %s', cache, holds, needs, data)
+    return False
 
 def _cached_items(files, data, settings, cache, workdir) -> tuple[list, dict]:
-    "The cached images of the readable `files`, and the causes of the others: from `cache` if given, else made now in `workdir`."
-    from kit.cache import cached_paths, preprocess
-    if cache is None:  # one cache per set of settings, so that runs made on different caches can be averaged
+    "The cached images of the readable `files`, and the causes of the others: from `cache` if it fits, else made now in `workdir`."
+    if not _usable_cache(cache, settings, data):  # one cache per set of settings, so that runs made on different caches can be averaged
         cache = Path(workdir) / hashlib.md5(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         with _without_warnings('kit.cache'):
             preprocess(data, cache, settings['windows'] or None, settings['size'], settings['crop'], settings['format'], progress=False)
@@ -113,7 +129,8 @@ def _dicom_errors(learn, files, workers, checked, progress) -> dict:
 
 def readable_items(learn, config, files, data, cache, workdir, workers=None, progress=False, checked=None) -> tuple[list, dict]:
     "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths), and the unreadable files with their causes."
-    if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir)
+    if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir, )
+    if data is None: raise ValueError('the run was trained on DICOMs and reads them to predict: give the test DICOM folder')
     bad = _dicom_errors(learn, files, workers, {} if checked is None else checked, progress)
     return [str(f) for f in files if f not in bad], bad
 
@@ -140,7 +157,8 @@ def _run_preds(run, files, data, cache, tta, bs, workers, workdir, strict, check
     preds = np.zeros((0, len(cols)), np.float32)
     if items:
         dl = learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers))
-        preds = (learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]).float().numpy()
+        with nullcontext() if progress else learn.no_bar():
+            preds = (learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]).float().numpy()
     ids = pd.Index([Path(f).stem for f in files if f not in bad], name='image')
     return pd.DataFrame(preds, columns=cols, index=ids), bad, partial(training_label_mean, run, cols)
 
@@ -151,7 +169,7 @@ def _unreadable_error(bad, n) -> DicomError:
 
 def _bad_summary(bad, n, data, k=3) -> str:
     "One line: how many of the `n` test images cannot be read, the first `k` of them with their causes."
-    name = lambda f: path_text(Path(f).relative_to(data)) if Path(data).is_dir() else path_text(f)
+    name = lambda f: path_text(Path(f).relative_to(data)) if data is not None and Path(data).is_dir() else path_text(f)
     shown = '; '.join(f'{name(f)}: {c}' for f, c in list(bad.items())[:k]) + (f'; and {len(bad) - k} more' if len(bad) > k else '')
     return f'{len(bad)} of {n} test images cannot be read and get the training label mean instead of a prediction: {shown}'
 
@@ -170,10 +188,11 @@ def _mean_preds(runs, outs, files) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(values, columns=cols, index=pd.Index([Path(f).stem for f in files], name='image')), bad
 
 def predict(runs, data, cache=None, tta=False, bs=64, workers=None, strict=False, progress=True) -> pd.DataFrame:
-    "Mean predictions of `runs` (run folders) on the DICOMs under `data`: `image`, then a column per output; unreadable images get the label mean."
+    "Mean predictions of `runs` (run folders) on the DICOMs under `data` (or the images of `cache`): `image`, a column per output; unreadable images get the label mean."
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
-    files = get_dicom_files(data)
-    if not files: raise FileNotFoundError(f'{data}: no DICOM files')
+    if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
+    files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
+    if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
     checked = {}  # unreadable files per test pipeline, shared by the runs
     with tempfile.TemporaryDirectory() as workdir:
         outs = [_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, checked, progress) for r in runs]

@@ -8,17 +8,29 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
+import tempfile
+import zipfile
 from contextlib import redirect_stdout
+from dataclasses import dataclass
+from email.parser import Parser
+from importlib import metadata
+from importlib.resources import files
 from pathlib import Path
+from urllib.parse import unquote
+
+from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
 
 from .submit import validate_submission
 
 # %% auto #0
-__all__ = ['KERNEL_EXTRAS', 'KaggleError', 'is_kaggle_kernel', 'competition_paths', 'submit', 'project_root', 'build_wheels',
-           'kernel_folder', 'push_kernel']
+__all__ = ['KAGGLE_IMAGE', 'REPLACEABLE', 'PLATFORMS', 'KaggleError', 'is_kaggle_kernel', 'competition_paths', 'submit',
+           'ImageFreeze', 'read_freeze', 'resolve_for_image', 'project_root', 'kaggle_image', 'build_wheels',
+           'check_install', 'run_kit', 'kernel_folder', 'push_kernel']
 
 # %% ../nbs/10_kaggle_tools.ipynb #3991a194
 class KaggleError(Exception):
@@ -93,17 +105,133 @@ def submit(file, competition, message='', sample=None) -> str:
     return res.message
 
 # %% ../nbs/10_kaggle_tools.ipynb #3dd27338
-KERNEL_EXTRAS = ('pydicom>=3.0', 'pylibjpeg>=2.0', 'pylibjpeg-openjpeg>=2.0', 'pylibjpeg-libjpeg>=2.1', 'pylibjpeg-rle', 'pyjpegls', 'captum', 'dicom-anonymizer')
+KAGGLE_IMAGE = 'kaggle_image.txt'  # in kit's package: `pip list --format=freeze` of Kaggle's published image
+REPLACEABLE = ('fastai', 'fastcore', 'fasttransform', 'plum-dispatch', 'pydicom')  # pure Python: may replace an image's older version
+PLATFORMS = tuple(f'manylinux_2_{m}_x86_64' for m in range(35, 16, -1)) + ('manylinux2014_x86_64', 'manylinux2010_x86_64', 'manylinux1_x86_64')
 
-def _pip(*args):
-    "Run pip of this interpreter; raise a one-line `KaggleError` when it fails."
-    r = subprocess.run([sys.executable, '-m', 'pip', *map(str, args)], capture_output=True, text=True)
-    if r.returncode: raise KaggleError(f"pip {args[0]} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+def _canon(name) -> str:
+    "The normalised project name (PEP 503): `Scikit_Learn` and `scikit-learn` are one project."
+    return re.sub(r'[-_.]+', '-', name).lower()
 
-def _offline_install(dataset, extras=KERNEL_EXTRAS) -> str:
-    "The pip line that installs kit and `extras` from the wheels in Kaggle dataset `dataset`, offline."
-    names = ['kit'] + [re.split('[<>=]', e)[0] for e in extras]
-    return f"pip install --no-index --find-links /kaggle/input/{dataset} {' '.join(names)}"
+def _url_version(name, url) -> str | None:
+    "The version in the wheel or sdist file name that a `name @ url` freeze line points to, if it names one."
+    file = unquote(url.split('#')[0].split('?')[0]).rstrip('/').rsplit('/', 1)[-1]
+    stem = re.sub(r'\.(whl|tar\.gz|tar\.bz2|zip)$', '', file)
+    parts = stem.split('-')
+    return parts[1] if stem != file and len(parts) > 1 and _canon(parts[0]) == _canon(name) else None
+
+def _is_version(text) -> bool:
+    "True when `text` is a PEP 440 version."
+    try: Version(text)
+    except InvalidVersion: return False
+    return True
+
+# %% ../nbs/10_kaggle_tools.ipynb #4813794f
+@dataclass(frozen=True)
+class ImageFreeze:
+    "A kernel image's packages, read from its `pip freeze`."
+    path: Path
+    python: str | None  # X.Y, from a `# python X.Y.Z` line
+    versions: dict      # normalised name -> version
+    unknown: dict       # normalised name -> the freeze line that gives no version
+
+def read_freeze(path) -> ImageFreeze:
+    "The packages, versions and Python of an image's `pip freeze` or `pip list --format=freeze` in file `path`."
+    path, python, versions, unknown = Path(path), None, {}, {}
+    try: text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e: raise KaggleError(f'{path}: cannot read the image freeze ({e.strerror or e})') from None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if m := re.fullmatch(r'#\s*python\s+(\d+\.\d+)(\.\d+)?\S*', line, re.I): python = m[1]
+        elif not line or line.startswith('#'): continue
+        elif line.startswith('-'):  # -e editable installs, pip options
+            if m := re.search(r'[#&]egg=([A-Za-z0-9._-]+)', line): unknown[_canon(m[1])] = line
+        elif m := re.fullmatch(r'([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^]]*\])?\s*(==|@)\s*(\S+)(\s*;.*)?', line):
+            version = m[4] if m[3] == '==' else _url_version(m[1], m[4])
+            if version and _is_version(version): versions[_canon(m[1])] = version
+            else: unknown[_canon(m[1])] = line
+        else: raise KaggleError(f'{path}, line {n}: not a pip freeze line: {line[:80]!r}')
+    if not versions: raise KaggleError(f'{path}: no name==version line: is it the output of pip freeze?')
+    return ImageFreeze(path, python, versions, unknown)
+
+# %% ../nbs/10_kaggle_tools.ipynb #a380c764
+def _pip(*args, python=None, check=True) -> subprocess.CompletedProcess:
+    "Run pip of this interpreter (on the environment of `python` when given); raise a one-line `KaggleError` when it fails and `check`."
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}  # nothing but the image's packages in its environment
+    r = subprocess.run([sys.executable, '-m', 'pip', *(['--python', str(python)] if python else []), *map(str, args)],
+                       capture_output=True, text=True, env=env)
+    if r.returncode and check: raise KaggleError(f'pip {args[0]} failed: {_pip_error(r)}')
+    return r
+
+def _pip_error(r) -> str:
+    "pip's first ERROR line (or its last line)."
+    lines = r.stderr.strip().splitlines()
+    return next((l for l in lines if l.startswith('ERROR')), lines[-1] if lines else f'exit code {r.returncode}')
+
+def _image_env(root, versions) -> Path:
+    "The Python of a bare venv at `root` whose site-packages holds one empty dist-info per package in `versions`."
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', root], check=True, capture_output=True)
+    python = Path(root) / 'bin' / 'python'
+    site = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))'], check=True, capture_output=True, text=True)
+    for name, version in versions.items():
+        info = Path(site.stdout.strip()) / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
+    return python
+
+def _conflict(pip_output, image) -> str | None:
+    "One line from pip's 'The conflict is caused by' block: what kit's side needs and what the image has."
+    pinned = dict(re.findall(r'The user requested \(constraint\) (\S+?)==(\S+)', pip_output))
+    for who, what, name, spec in re.findall(r'^\s+(.+?) (depends on|requested) ([A-Za-z0-9._-]+)(\S*)', pip_output, re.M):
+        has = next((v for n, v in pinned.items() if _canon(n) == _canon(name)), None)
+        if has and 'constraint' not in who:
+            who = 'kit' if who == 'The user' else who
+            return f'{image.path}: {who} needs {name}{spec}, the image has {name} {has}, and kit does not replace {name}'
+    return None
+
+# %% ../nbs/10_kaggle_tools.ipynb #886d3b9e
+def _wheel_requires(wheel) -> set:
+    "The normalised names of the projects wheel `wheel` requires (its Requires-Dist lines without an extra)."
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))
+        reqs = Parser().parsestr(z.read(meta).decode()).get_all('Requires-Dist') or []
+    return {_canon(Requirement(r).name) for r in reqs if 'extra' not in r}
+
+def _no_version(image, name) -> KaggleError:
+    "The error for a package kit needs whose freeze line gives no version."
+    return KaggleError(f'{image.path}: kit needs {name}, but the line {image.unknown[name]!r} gives no version: '
+                       'write the list with pip list --format=freeze')
+
+def resolve_for_image(kit_wheel, image, python=None, replace=REPLACEABLE) -> list[dict]:
+    "The distributions (name, version, url, sha256) that kit's wheel needs on the image `image` (a path or `ImageFreeze`), by pip's resolver."
+    image = image if isinstance(image, ImageFreeze) else read_freeze(image)
+    python = image.python or python
+    if not python: raise KaggleError(f"{image.path}: no '# python X.Y' line: give the kernel's Python version (--python)")
+    for name in sorted(_wheel_requires(kit_wheel) & image.unknown.keys()): raise _no_version(image, name)
+    replace = {_canon(n) for n in replace}
+    platforms = [a for p in PLATFORMS for a in ('--platform', p)]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / 'image.txt').write_text(''.join(f"{n}=={v.split('+')[0]}\n" for n, v in image.versions.items() if n not in replace))
+        env = _image_env(tmp / 'image', image.versions)
+        r = _pip('install', '--dry-run', '--report', tmp / 'report.json', '--only-binary=:all:', '--python-version', python, *platforms,
+                 '-c', tmp / 'image.txt', Path(kit_wheel).resolve(), python=env, check=False)
+        if r.returncode: raise KaggleError(_conflict(r.stdout, image) or f'{image.path}: no install of kit on this image: {_pip_error(r)}')
+        report = json.loads((tmp / 'report.json').read_text())
+    dists = [dict(name=i['metadata']['name'], version=i['metadata']['version'], url=i['download_info']['url'],
+                  sha256=i['download_info'].get('archive_info', {}).get('hashes', {}).get('sha256')) for i in report['install']]
+    dists = [d for d in dists if _canon(d['name']) != 'kit']
+    for d in dists:
+        name = _canon(d['name'])
+        if name in image.unknown: raise _no_version(image, name)
+        if name in image.versions and not d['url'].endswith('-none-any.whl'):
+            raise KaggleError(f'{image.path}: kit needs {d["name"]} {d["version"]}, the image has {image.versions[name]}, and that wheel is not pure Python')
+    return dists
+
+# %% ../nbs/10_kaggle_tools.ipynb #ec756e8d
+def _offline_install(dataset) -> str:
+    "The pip line that installs kit from the wheels in Kaggle dataset `dataset`, offline."
+    return f'pip install --no-index --find-links /kaggle/input/{dataset} kit'
 
 def project_root() -> Path:
     "The checkout kit runs from (the folder holding its setup.py)."
@@ -112,41 +240,124 @@ def project_root() -> Path:
     if not (root / 'setup.py').exists(): raise KaggleError(f'kit is not installed from a checkout ({root}); run from a clone of kit')
     return root
 
-# %% ../nbs/10_kaggle_tools.ipynb #4813794f
-def build_wheels(out, extras=KERNEL_EXTRAS, python='3.11', download=True) -> list[Path]:
-    "kit's wheel and (when `download`) wheels of `extras` for a Kaggle kernel's `python` in folder `out`, with INSTALL.txt."
+def kaggle_image() -> Path:
+    "The package list of Kaggle's published image that ships with kit."
+    return Path(str(files('kit') / KAGGLE_IMAGE))
+
+# %% ../nbs/10_kaggle_tools.ipynb #65e1a8cb
+def build_wheels(out, image=None, python=None, download=True) -> list[Path]:
+    "kit's wheel and (when `download`) the wheels image `image` lacks (default: Kaggle's) in folder `out`, with INSTALL.txt."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    image = read_freeze(image or kaggle_image()) if download else None
+    for old in out.glob('*.whl'): old.unlink()  # a wheel left from another image could win the kernel's resolution
     _pip('wheel', '--no-deps', '--no-build-isolation', '-q', '-w', out, project_root())
+    [kit_wheel] = out.glob('kit-*.whl')
+    lines = [_offline_install(out.name)]
     if download:
-        platforms = [a for p in ('manylinux2014_x86_64', 'manylinux_2_28_x86_64') for a in ('--platform', p)]
-        _pip('download', '-q', '--only-binary=:all:', '--python-version', python, *platforms, '--no-deps', '-d', out, *extras)
-    (out / 'INSTALL.txt').write_text(_offline_install(out.name, extras if download else ()) + '\n')
+        dists = resolve_for_image(kit_wheel, image, python)
+        if dists:
+            platforms = [a for p in PLATFORMS for a in ('--platform', p)]
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / 'resolved.txt').write_text(''.join(f"{d['name']} @ {d['url']}{'#sha256=' + d['sha256'] if d['sha256'] else ''}\n" for d in dists))
+                _pip('download', '-q', '--no-deps', '--only-binary=:all:', '--python-version', image.python or python, *platforms,
+                     '-d', out, '-r', Path(tmp) / 'resolved.txt')
+        shipped = ', '.join(f"{d['name']} {d['version']}" + (f" (replaces {image.versions[_canon(d['name'])]})" if _canon(d['name']) in image.versions else '')
+                            for d in dists)
+        lines.append(f"# for {image.path.name} (Python {image.python or python}): kit ships {shipped or 'nothing else'}")
+    (out / 'INSTALL.txt').write_text('\n'.join(lines) + '\n')
     return sorted(out.glob('*.whl'))
 
-# %% ../nbs/10_kaggle_tools.ipynb #86cc76b3
-def _kernel_notebook(competition, wheels, models, test_dir, sample, fmt) -> dict:
-    "A two-cell notebook: install kit offline, then predict and write submission.csv."
-    runs = ' '.join(f'/kaggle/input/{m}' for m in models)
-    install = '!' + _offline_install(wheels).replace('pip install', 'pip install -q', 1)
-    predict = (f'!kit predict --model {runs} --data /kaggle/input/{competition}/{test_dir} '
-               f'--sample /kaggle/input/{competition}/{sample} --format {fmt} -o /kaggle/working/submission.csv')
-    cell = lambda src: dict(cell_type='code', execution_count=None, metadata={}, outputs=[], source=src)
-    return dict(cells=[cell(install), cell(predict)], metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python')),
-                nbformat=4, nbformat_minor=5)
+# %% ../nbs/10_kaggle_tools.ipynb #1efaa83c
+_DECODERS = {'JPEG 2000': ('1.2.840.10008.1.2.4.90', 'pylibjpeg'), 'JPEG lossless': ('1.2.840.10008.1.2.4.70', 'pylibjpeg'),
+             'JPEG-LS': ('1.2.840.10008.1.2.4.80', 'pyjpegls'), 'RLE': ('1.2.840.10008.1.2.5', 'pylibjpeg')}
+
+def check_install() -> str:
+    "One line: kit's version, the versions it runs with and the plugin decoding each compressed transfer syntax; `KaggleError` when one is missing."
+    import fastai, numpy, pydicom, torch
+    from pydicom.pixels.decoders.base import get_decoder
+    for name, (uid, plugin) in _DECODERS.items():
+        decoder = get_decoder(uid)
+        if plugin not in decoder.available_plugins:
+            why = [m for m in decoder.missing_dependencies if m.startswith(plugin)] or ['it is installed but does not load']
+            raise KaggleError(f'pydicom cannot decode {name} with {plugin}: {why[0]}')
+    return (f"kit {metadata.version('kit')} on Python {platform.python_version()}: fastai {fastai.__version__}, torch {torch.__version__}, "
+            f"numpy {numpy.__version__}, pydicom {pydicom.__version__}; decoders: "
+            + ', '.join(f'{name} ({plugin})' for name, (_, plugin) in _DECODERS.items()))
+
+_BAR = re.compile(r'\s*(\|[█-]*\|.*|█)?\s*')  # a line of a progress bar, or an empty one
+
+def run_kit(*args) -> str:
+    "Run `kit ARGS` as the command line does; return what it printed (less progress bars), or raise `KaggleError` with its last line."
+    r = subprocess.run([sys.executable, '-c', 'import sys; from kit.cli import main; sys.exit(main())', *map(str, args)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise KaggleError(f"kit {args[0]} failed: {(r.stderr.strip().splitlines() or [f'exit code {r.returncode}'])[-1]}")
+    return '\n'.join(l for l in (r.stdout + r.stderr).splitlines() if not _BAR.fullmatch(l))
+
+# %% ../nbs/10_kaggle_tools.ipynb #c013cf43
+_INSTALL_CELL = '''\
+# 1. Install kit offline from the {wheels} dataset; if pip cannot, the run stops here with pip's reason.
+import subprocess, sys
+pip = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--find-links', {folder!r}, '--no-color', '--progress-bar', 'off', 'kit'],
+                     capture_output=True, text=True)
+if pip.returncode:
+    errors = [l for l in pip.stderr.splitlines() if l.startswith('ERROR')] or pip.stderr.strip().splitlines() or [f'exit code {{pip.returncode}}']
+    raise SystemExit(f'kit install failed: {{errors[0]}}')
+print(pip.stdout.strip().splitlines()[-1])'''
+
+_CHECK_CELL = '''\
+# 2. Check that kit imports and that pydicom decodes JPEG 2000, JPEG lossless, JPEG-LS and RLE with the plugins from the wheels.
+import importlib
+importlib.invalidate_caches()
+try:
+    from kit.kaggle_tools import check_install, run_kit
+    print(check_install())
+except Exception as e: raise SystemExit(f'kit does not work on this image: {{type(e).__name__}}: {{e}}') from None'''
+
+_RUN_CELL = '''\
+# {n}. {what}
+try: print(run_kit({args}))
+except Exception as e: raise SystemExit(e) from None'''
+
+def _kernel_slug(competition, limit=50) -> str:
+    "`COMPETITION-kit-inference`, cut at a hyphen to Kaggle's `limit` characters."
+    slug = f'{competition}-kit-inference'
+    while len(slug) > limit and '-' in slug: slug = slug.rsplit('-', 1)[0]
+    return slug[:limit]
+
+def _kernel_notebook(competition, wheels, models, test_dir, sample, fmt, root='/kaggle') -> dict:
+    "The kernel notebook (nbformat 4.5): install kit offline, check it, predict into submission.csv, validate it."
+    inp, out = f'{root}/input', f'{root}/working/submission.csv'
+    sample = f'{inp}/{competition}/{sample}'
+    predict = ['predict', '--model', *(f'{inp}/{m}' for m in models), '--data', f'{inp}/{competition}/{test_dir}',
+               '--sample', sample, '--format', fmt, '-o', out]
+    args = lambda a: ', '.join(map(repr, a))
+    about = (f"# {competition}: kit inference, offline\n\nWritten by `kit kernel init` (kit {metadata.version('kit')}). Installs kit from the "
+             f"`{wheels}` dataset, checks it, predicts the test set with {', '.join(models) or 'no model'} and checks "
+             f"`{out}`. A step that fails stops the run with one line.")
+    cells = [dict(id='about', cell_type='markdown', metadata={}, source=about),
+             *(dict(id=i, cell_type='code', execution_count=None, metadata={}, outputs=[], source=src) for i, src in (
+                ('install', _INSTALL_CELL.format(wheels=wheels, folder=f'{inp}/{wheels}')),
+                ('check', _CHECK_CELL.format()),
+                ('predict', _RUN_CELL.format(n=3, what=f'Predict the test set into {out}.', args=args(predict))),
+                ('validate', _RUN_CELL.format(n=4, what='Check the submission against the sample submission.',
+                                              args=args(['validate', out, '--sample', sample])))))]
+    return dict(cells=cells, metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'),
+                                           language_info=dict(name='python')), nbformat=4, nbformat_minor=5)
 
 def kernel_folder(out, user, competition, wheels, models, test_dir='test_images', sample='sample_submission.csv',
-                  fmt='auto', gpu=True) -> Path:
-    "A folder with kernel-metadata.json and kernel.ipynb that predicts `competition`'s test set offline."
+                  fmt='auto', gpu=True, root='/kaggle') -> Path:
+    "A folder with kernel-metadata.json and kernel.ipynb that predicts `competition`'s test set offline (under `root`, Kaggle's /kaggle)."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = f'{competition}-kit-inference'[:50]
+    slug = _kernel_slug(competition)
     meta = dict(id=f'{user}/{slug}', title=slug, code_file='kernel.ipynb', language='python', kernel_type='notebook',
                 is_private=True, enable_gpu=gpu, enable_internet=False, competition_sources=[competition],
                 dataset_sources=[f'{user}/{wheels}', *(f'{user}/{m.split("/")[0]}' for m in models)], kernel_sources=[])
     meta['dataset_sources'] = list(dict.fromkeys(meta['dataset_sources']))
     (out / 'kernel-metadata.json').write_text(json.dumps(meta, indent=1))
-    (out / 'kernel.ipynb').write_text(json.dumps(_kernel_notebook(competition, wheels, models, test_dir, sample, fmt), indent=1))
+    (out / 'kernel.ipynb').write_text(json.dumps(_kernel_notebook(competition, wheels, models, test_dir, sample, fmt, root), indent=1))
     return out
 
 # %% ../nbs/10_kaggle_tools.ipynb #5adcf145

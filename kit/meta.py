@@ -30,11 +30,13 @@ from pydicom.sequence import Sequence
 from .dicom import DicomError, get_dicom_files, path_text, quiet_uid_warnings, read_dicom, read_pixels
 
 # %% auto #0
-__all__ = ['log', 'LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'error_row', 'FolderBusyError', 'folder_lock',
-           'parallel_map', 'dicom_meta', 'write_meta', 'read_meta', 'join_labels']
+__all__ = ['LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'error_row', 'FolderBusyError', 'folder_lock', 'parallel_map',
+           'dicom_meta', 'write_meta', 'read_meta', 'join_labels']
 
 # %% ../nbs/01_meta.ipynb #e090dcb7
 log = logging.getLogger(__name__)
+
+# %% ../nbs/01_meta.ipynb #d7aede0b
 LOCK_FILE = '.kit.lock'
 
 # %% ../nbs/01_meta.ipynb #125bb087

@@ -6,10 +6,9 @@ with everything needed to predict and to reproduce."""
 # %% ../nbs/07_train.ipynb #34ae04e7
 from __future__ import annotations
 
-import json
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -26,17 +25,19 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import num_distrib, rank_distrib, set_seed
 from fastai.vision.learner import vision_learner
 
+from .cache import cache_meta, read_cache_settings
 from .data import dicom_dataloaders, infer_task, label_table, patient_folds, read_labels
 from .meta import dicom_meta
 from .window import DEFAULT_WINDOWS
 
 # %% auto #0
-__all__ = ['log', 'WeightsError', 'mean_auc', 'weighted_log_loss', 'task_metrics', 'weights_file', 'make_learner', 'DDPTrainer',
-           'best_epoch', 'prepare', 'train', 'train_folds']
+__all__ = ['MODEL_PACKAGES', 'WeightsError', 'mean_auc', 'weighted_log_loss', 'task_metrics', 'weights_file', 'make_learner',
+           'DDPTrainer', 'package_versions', 'best_epoch', 'prepare', 'train', 'train_folds']
 
 # %% ../nbs/07_train.ipynb #614562fc
 log = logging.getLogger(__name__)
 
+# %% ../nbs/07_train.ipynb #43d3f138
 class WeightsError(Exception):
     "Pretrained weights were asked for and cannot be had."
 
@@ -153,8 +154,23 @@ def _one_process():
 # %% ../nbs/07_train.ipynb #437ab608
 def _cache_settings(cache) -> dict | None:
     "The settings a `kit preprocess` cache was made with, so that prediction can make the same images."
-    from kit.cache import SETTINGS_FILE
-    return json.loads((Path(cache) / SETTINGS_FILE).read_text()) if cache else None
+    return read_cache_settings(cache) if cache else None
+
+def _write_folds(table, label_cols, out):
+    "The fold of every labelled image, in `out/folds.csv`."
+    out.mkdir(parents=True, exist_ok=True)
+    table[[c for c in ('image', 'fname', 'PatientID', 'fold') if c in table] + list(label_cols)].to_csv(out / 'folds.csv', index=False)
+
+# %% ../nbs/07_train.ipynb #b7b0c0c1
+MODEL_PACKAGES = ('torch', 'fastai', 'fastcore', 'fasttransform', 'plum-dispatch', 'timm', 'kit')  # what loading model.pkl depends on
+
+def package_versions(names=MODEL_PACKAGES) -> dict:
+    "The installed version of each package of `names` (None when absent): a run records them, to say why its model will not load elsewhere."
+    from importlib.metadata import PackageNotFoundError, version
+    def installed(name):
+        try: return version(name)
+        except PackageNotFoundError: return None
+    return {name: installed(name) for name in names}
 
 # %% ../nbs/07_train.ipynb #8a230051
 def best_epoch(metrics_csv) -> dict:
@@ -163,43 +179,45 @@ def best_epoch(metrics_csv) -> dict:
     return {k: float(v) for k, v in m.loc[m.valid_loss.idxmin()].drop('time').items()}
 
 # %% ../nbs/07_train.ipynb #872f8bb1
-def prepare(data, labels, out, n_folds=5, match='stem', task=None, workers=None, seed=0) -> tuple[pd.DataFrame, list, str]:
-    "The labelled table with folds, its label columns and task; the folds saved in `out/folds.csv`."
-    meta = dicom_meta(data, workers=workers, progress=False)
+def prepare(data, labels, n_folds=5, match='stem', task=None, workers=None, seed=0, cache=None) -> tuple[pd.DataFrame, list, str]:
+    "The labelled table with folds, its label columns and task: from the headers of the DICOMs under `data`, else of the images of `cache`."
+    if data is None and cache is None: raise ValueError('nothing to train on: give the DICOM folder, a kit preprocess cache, or both')
+    meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache)
     table = label_table(meta, labels, match)
     label_cols = [c for c in read_labels(labels).columns if c != 'image']
     task = task or infer_task(table, label_cols)
     strat = 'any' if 'any' in label_cols else label_cols[0]
     table['fold'] = patient_folds(table, n_folds, stratify=strat if task != 'regression' else None, seed=seed)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    if rank_distrib() == 0: table[['image', 'fname', 'PatientID', 'fold', *label_cols]].to_csv(Path(out) / 'folds.csv', index=False)
     return table, label_cols, task
 
 # %% ../nbs/07_train.ipynb #0498e567
 def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_folds=5, bs=32, lr=2e-3, cache=None,
           windows=DEFAULT_WINDOWS, pretrained=False, weights=None, match='stem', task=None, seed=0, precision='auto',
-          workers=None, augment=True) -> dict:
-    "Train fold `fold` on the DICOMs under `data` labelled by `labels`; write the run to `out`; return the best epoch's metrics."
+          workers=None, augment=True, progress=True) -> dict:
+    "Train fold `fold` on the DICOMs under `data` (or the images of `cache` alone) labelled by `labels`; write the run to `out`; return the best epoch's metrics."
     out = Path(out)
     set_seed(seed, reproducible=True)
-    table, label_cols, task = prepare(data, labels, out, n_folds, match, task, workers, seed)
+    table, label_cols, task = prepare(data, labels, n_folds, match, task, workers, seed, cache)
     dls = dicom_dataloaders(table, label_cols, task, fold, cache=cache, windows=windows, size=size, bs=bs, augment=augment,
                             num_workers=workers, seed=seed)
     learn = _precision(make_learner(dls, arch, task, label_cols, pretrained, weights, path=out), precision)
     if lr == 'auto': lr = float(learn.lr_find(show_plot=False).valley)
     if rank_distrib() == 0:  # written before the fit, so that a run that dies still says what it was
-        config = dict(data=str(data), labels=str(labels), arch=arch, size=size, epochs=epochs, fold=fold, n_folds=n_folds, bs=bs,
+        _write_folds(table, label_cols, out)
+        config = dict(data=str(data) if data is not None else None, labels=str(labels), arch=arch, size=size, epochs=epochs, fold=fold, n_folds=n_folds, bs=bs,
                       lr=float(lr), cache=str(cache) if cache else None, cache_settings=_cache_settings(cache), windows=windows, pretrained=pretrained,
                       weights=str(weights) if weights else None, match=match, task=task, label_cols=label_cols, seed=seed,
-                      precision=precision, n_train=int((table.fold != fold).sum()), n_valid=int((table.fold == fold).sum()))
+                      precision=precision, n_train=int((table.fold != fold).sum()), n_valid=int((table.fold == fold).sum()),
+                      versions=package_versions())
         (out / 'config.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
     cbs = [SaveModelCallback(monitor='valid_loss', fname='best')] + ([CSVLogger(fname='metrics.csv')] if rank_distrib() == 0 else [])
-    with _distributed(learn):
+    with _distributed(learn), (nullcontext() if progress else learn.no_bar()):
         learn.fit_one_cycle(epochs, float(lr), cbs=cbs)
     if rank_distrib() != 0: return {}
     with _one_process():
-        _oof(learn, table, fold, label_cols).to_csv(out / 'oof.csv', index=False)
-        learn.export('model.pkl')
+        with nullcontext() if progress else learn.no_bar(): oof = _oof(learn, table, fold, label_cols)
+        oof.to_csv(out / 'oof.csv', index=False)
+        learn.export('model.pkl')  # with its progress callback, whatever `progress` was
     (out / 'best.pth').unlink(missing_ok=True)
     return best_epoch(out / 'metrics.csv')
 

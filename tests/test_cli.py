@@ -42,7 +42,7 @@ def test_every_command_has_help_with_an_example():
     from kit.cli import make_parser
     commands = list(next(a for a in make_parser()._actions if a.dest == 'command').choices)
     r = kit('--help')
-    assert r.returncode == 0 and len(commands) == 14 and all(f'\n    {c} ' in r.stdout or f'\n    {c}\n' in r.stdout for c in commands), r.stdout
+    assert r.returncode == 0 and len(commands) == 15 and all(f'\n    {c} ' in r.stdout or f'\n    {c}\n' in r.stdout for c in commands), r.stdout
     for cmd in commands:
         r = kit(cmd, '--help')
         assert r.returncode == 0 and 'Example: kit ' + cmd in ' '.join(r.stdout.split())

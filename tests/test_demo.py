@@ -24,7 +24,8 @@ def test_demo_submission_validates_and_beats_the_prior(tmp_path):
     assert ours < baseline, (ours, baseline)
     report = (demo / 'report.md').read_text()
     assert f'**{ours:.4f}**' in report and f'{baseline:.4f}' in report and '| train |' in report, report  # the report's score is right
-    assert (demo / 'batch.png').exists() and (demo / 'run' / 'model.pkl').exists()
+    assert (demo / 'batch.png').exists() and (demo / 'saliency.png').exists() and (demo / 'run' / 'model.pkl').exists()
+    assert '![saliency](saliency.png)' in report
     assert pd.read_parquet(demo / 'meta.parquet').PatientID.nunique() == 30  # 40 patients, a quarter held out
     assert 'epochs: 12' in (demo / 'run' / 'config.yaml').read_text()  # the config file's value reached training
 

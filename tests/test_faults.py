@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from kit.cache import read_manifest
 from kit.dicom import get_dicom_files
 from kit.synth import make_competition
 
@@ -94,7 +95,7 @@ def test_an_empty_or_broken_output_is_not_taken_as_done(comp, tmp_path):
     empty, broken = pngs(out)[:2]
     empty.write_bytes(b''); broken.write_bytes(broken.read_bytes()[:20])
     assert kit('-q', 'preprocess', comp['src'], out, *ARGS, '--workers', 2).returncode == 0
-    m = pd.read_parquet(out / 'manifest.parquet').set_index('output')
+    m = read_manifest(out).set_index('output')
     assert m.loc[str(empty), 'status'] == 'ok' and m.loc[str(broken), 'status'] == 'ok'
     assert (m.status == 'cached').sum() == comp['n'] - 2
     assert empty.read_bytes() == (comp['clean'] / empty.relative_to(out)).read_bytes()

@@ -1,10 +1,13 @@
 "`kit submit` with the real kaggle client against a local stand-in for Kaggle's API."
 import json
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -100,8 +103,18 @@ def test_kernel_push_reaches_kaggle(files):
     [kernel] = server.kernels
     assert kernel['slug'] == 'kituser/kit-demo-kit-inference' and kernel['enableInternet'] is False
     assert kernel['competitionDataSources'] == ['kit-demo'] and kernel['datasetDataSources'] == ['kituser/kit-wheels', 'kituser/kit-models']
-    sent = [c['source'] for c in json.loads(kernel['text'])['cells']]
-    assert sent == [c['source'] for c in json.loads((folder / 'kernel.ipynb').read_text())['cells']]
+    sent = nbformat.reads(kernel['text'], as_version=4)
+    nbformat.validate(sent)  # nbformat 4.5: every cell has an id
+    assert [(c.id, c.source) for c in sent.cells] == [(c.id, c.source) for c in nbformat.read(folder / 'kernel.ipynb', as_version=4).cells]
+    assert [c.id for c in sent.cells] == ['about', 'install', 'check', 'predict', 'validate']
+    assert "raise SystemExit(f'kit install failed: {errors[0]}')" in sent.cells[1].source and '/kaggle/input/kit-wheels' in sent.cells[1].source
+
+
+def test_kernel_slug_is_cut_at_a_word(tmp_path):
+    "Kaggle's slugs have 50 characters at most: a long competition name loses whole words, never half of one."
+    competition = 'rsna-intracranial-hemorrhage-detection'
+    meta = json.loads((kernel_init(tmp_path, competition) / 'kernel-metadata.json').read_text())
+    assert meta['id'] == f'kituser/{competition}-kit' and meta['title'] == f'{competition}-kit'
 
 
 def test_kernel_push_refusals(files):
@@ -114,3 +127,54 @@ def test_kernel_push_refusals(files):
     env = {k: v for k, v in env.items() if k not in ('KAGGLE_USERNAME', 'KAGGLE_KEY')}
     r = subprocess.run([KIT, 'kernel', 'push', folder], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and 'no Kaggle credentials' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def canon(name): return re.sub(r'[-_.]+', '-', name).lower()
+
+
+def venv_freeze(path, header='# python 3.11.7', **lines) -> Path:
+    "This venv's packages less kit, written as an image's freeze at `path`; `lines` (by normalised name) replace or add lines."
+    freeze = {canon(d.metadata['Name']): f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if canon(d.metadata['Name']) != 'kit'}
+    freeze.update({canon(k.replace('_', '-')): v for k, v in lines.items()})
+    Path(path).write_text('\n'.join([header, *freeze.values()]) + '\n')
+    return Path(path)
+
+
+def kit_wheels(tmp_path, image, *extra):
+    "`kit wheels` for `image` with no package index at all: the image must have everything kit needs."
+    env = {k: v for k, v in os.environ.items() if not k.startswith('PIP_')}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX='1')
+    return subprocess.run([KIT, 'wheels', tmp_path / 'w', '--image', image, *extra], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_wheels_read_every_kind_of_freeze_line(tmp_path):
+    "A freeze with URL lines, local versions, editable and conda lines: the image has all kit needs, so only kit ships."
+    torch = metadata.version('torch').split('+')[0]
+    image = venv_freeze(tmp_path / 'image.txt', header='',
+                        torch=f'torch @ https://download.pytorch.org/whl/cu124/torch-{torch}%2Bcu124-cp311-cp311-linux_x86_64.whl',
+                        numpy=f"numpy=={metadata.version('numpy')}+local",
+                        tool='-e git+https://github.com/me/tool@0123abc#egg=tool',
+                        numba='numba @ file:///home/conda/feedstock_root/build_artifacts/numba_1700000000/work')
+    r = kit_wheels(tmp_path, image)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.strip().endswith(f"{image}: no '# python X.Y' line: give the kernel's Python version (--python)"), r.stderr
+    r = kit_wheels(tmp_path, image, '--python', '3.11')
+    assert r.returncode == 0, r.stderr
+    assert 'for image.txt (Python 3.11): kit ships nothing else' in r.stderr, r.stderr
+    assert [w.name.split('-')[0] for w in (tmp_path / 'w').glob('*.whl')] == ['kit']
+
+
+def test_wheels_conflict_with_the_image_is_one_line(tmp_path):
+    "An image whose package is older than kit needs, and not one kit may replace: one line naming it and both versions."
+    r = kit_wheels(tmp_path, venv_freeze(tmp_path / 'image.txt', pylibjpeg='pylibjpeg==1.4.0'))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert re.search(r'image.txt: kit \S+ needs pylibjpeg>=\S+, the image has pylibjpeg 1.4.0, and kit does not replace pylibjpeg', r.stderr), r.stderr
+    assert not list((tmp_path / 'w').glob('pylibjpeg*'))
+
+
+def test_wheels_need_a_version_for_what_kit_needs(tmp_path):
+    "A conda-style line with no version for a package kit needs is one error that says how to write the list."
+    line = 'pyjpegls @ file:///home/conda/feedstock_root/build_artifacts/pyjpegls_1700000000/work'
+    r = kit_wheels(tmp_path, venv_freeze(tmp_path / 'image.txt', pyjpegls=line))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"kit needs pyjpegls, but the line '{line}' gives no version: write the list with pip list --format=freeze" in r.stderr, r.stderr

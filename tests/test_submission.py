@@ -1,7 +1,4 @@
 "From a competition folder to a checked submission.csv through the command line, scored like the competition."
-import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.ndimage import binary_dilation
 from skimage.transform import resize
 
 from kit.dicom import quiet_uid_warnings
 from kit.explain import explain
-from kit.synth import ct_dataset, head_phantom, lesion_mask
+from kit.synth import LESIONS, ct_dataset, head_phantom, lesion_mask
 
 KIT = str(Path(sys.executable).with_name('kit'))
 
@@ -68,44 +66,6 @@ def test_train_predict_validate_beats_the_prior(trained):
     assert_beats_the_prior(trained / 'submission.csv', comp)
 
 
-def kaggle_image(root) -> Path:
-    "A Python environment like Kaggle's image: this one's packages without kit, seen through a .pth file."
-    packages = root / 'image-packages'
-    packages.mkdir()
-    site = Path(next(p for p in sys.path if p.endswith('site-packages')))
-    for entry in site.iterdir():
-        if not entry.name.startswith(('kit', '__editable__')): (packages / entry.name).symlink_to(entry)
-    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', root / 'python'], check=True)
-    [venv_site] = (root / 'python').glob('lib/python*/site-packages')
-    (venv_site / 'kaggle-image.pth').write_text(str(packages) + '\n')
-    pip = root / 'python' / 'bin' / 'pip'  # the image's pip, as its console script would run it
-    pip.write_text(f"#!{root / 'python' / 'bin' / 'python'}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n")
-    pip.chmod(0o755)
-    return root / 'python' / 'bin'
-
-
-@pytest.mark.slow
-def test_kernel_notebook_runs_in_a_kaggle_layout(trained, tmp_path):
-    "kit's kernel notebook, run cell by cell with /kaggle moved to a temp folder: offline install, then predict."
-    comp, kaggle = trained / 'comp', tmp_path / 'kaggle'
-    data = kaggle / 'input' / 'kit-demo'
-    data.mkdir(parents=True)
-    (kaggle / 'working').mkdir()
-    for name in ('test_images', 'sample_submission.csv'): (data / name).symlink_to(comp / name)
-    shutil.copytree(trained / 'run', kaggle / 'input' / 'kit-models' / 'fold_0')
-    kit('-q', 'wheels', kaggle / 'input' / 'kit-wheels', '--no-download')
-    kit('-q', 'kernel', 'init', tmp_path / 'k', '--user', 'me', '--competition', 'kit-demo', '--models', 'kit-models/fold_0', '--cpu')
-    bin_dir = kaggle_image(tmp_path)
-    env = {**os.environ, 'PATH': f"{bin_dir}:{os.environ['PATH']}", 'PIP_NO_INDEX': '1', 'PIP_DISABLE_PIP_VERSION_CHECK': '1'}
-    for cell in json.loads((tmp_path / 'k' / 'kernel.ipynb').read_text())['cells']:
-        assert cell['source'].startswith('!')
-        r = subprocess.run(cell['source'][1:].replace('/kaggle', str(kaggle)), shell=True, env=env, cwd=kaggle / 'working',
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, (cell['source'], r.stderr[-3000:])
-    assert (bin_dir / 'kit').exists() and list(bin_dir.parent.glob('lib/python*/site-packages/kit/dicom.py'))
-    assert_beats_the_prior(kaggle / 'working' / 'submission.csv', comp)
-
-
 def test_validate_catches_each_planted_fault(tmp_path):
     sample = pd.DataFrame({'ID': [f'ID_{i}_{l}' for i in range(5) for l in ('epidural', 'any')], 'Label': 0.5})
     sample.to_csv(tmp_path / 'sample.csv', index=False)
@@ -123,21 +83,18 @@ def test_validate_catches_each_planted_fault(tmp_path):
 
 
 @pytest.mark.slow
-def test_gradcam_lights_up_the_lesions(trained, tmp_path):
-    "On new slices with a known bleed, the maps of the slices the model calls positive are higher on the lesion than elsewhere."
-    masks = {}
-    for k in range(12):
-        uid, lesions = f'ID_lesion{k:02d}', ('intraparenchymal',) if k % 2 else ('intraparenchymal', 'subdural')
+def test_saliency_points_at_the_lesions(trained, tmp_path):
+    "Pointing game: on new slices with known bleeds, the default map's maximum falls on the bleed (2 px tolerance) in 80% of detected positives."
+    rng, masks = np.random.default_rng(0), {}
+    for k in range(32):
+        uid, lesions = f'ID_lesion{k:02d}', tuple(rng.choice(LESIONS, size=rng.integers(1, 3), replace=False))
         with quiet_uid_warnings():
-            ct_dataset(head_phantom(128, seed=1000 + k, lesions=lesions), uid=uid, spacing=1.).save_as(tmp_path / f'{uid}.dcm', enforce_file_format=True)
-        masks[uid] = lesion_mask(128, seed=1000 + k, lesions=lesions)
+            ct_dataset(head_phantom(128, seed=2000 + k, lesions=lesions), uid=uid, spacing=1.).save_as(tmp_path / f'{uid}.dcm', enforce_file_format=True)
+        masks[uid] = lesion_mask(128, seed=2000 + k, lesions=lesions)
     res = explain(trained / 'run', tmp_path, images=sorted(masks))
-    inside, outside = [], []
-    for uid, cam, p in zip(res['ids'], res['cams'], res['probs']):
-        if p < 0.5: continue
-        lesion = resize(masks[uid].astype(float), cam.shape, order=1, anti_aliasing=True) > 0.5
-        inside.append(cam[lesion].mean()); outside.append(cam[~lesion].mean())
-    print(f'{len(inside)} of 12 called positive; mean map on the lesion {np.mean(inside):.3f}, elsewhere {np.mean(outside):.3f}')
-    assert len(inside) >= 6 and np.mean(inside) > np.mean(outside)
+    hits = [binary_dilation(resize(masks[uid].astype(float), cam.shape, order=1) > 0.25, iterations=2)[np.unravel_index(cam.argmax(), cam.shape)]
+            for uid, cam, p in zip(res['ids'], res['cams'], res['probs']) if p >= 0.5]
+    print(f"{res['method']}: the maximum on the bleed in {sum(hits)} of {len(hits)} detected positives (of 32 slices with a bleed)")
+    assert len(hits) >= 10 and np.mean(hits) >= 0.8, hits
     r = subprocess.run([KIT, '-q', 'explain', trained / 'run', '--data', tmp_path, '-n', '4', '-o', tmp_path / 'grid.png'], capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / 'grid.png').stat().st_size > 10_000, r.stderr

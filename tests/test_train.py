@@ -11,7 +11,7 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from kit.cache import preprocess
+from kit.cache import preprocess, read_manifest
 from kit.data import read_labels
 from kit.synth import make_competition
 from kit.train import WeightsError, make_learner, train
@@ -28,7 +28,7 @@ def test_small_model_learns_on_the_cpu(tmp_path):
     train(comp['train_images'], comp['train'], tmp_path / 'run', size=64, epochs=10, bs=32, lr=3e-3, cache=tmp_path / 'cache', workers=2)
     from fastai.learner import load_learner
     learn = load_learner(tmp_path / 'run' / 'model.pkl')
-    man = pd.read_parquet(tmp_path / 'cache_test' / 'manifest.parquet')
+    man = read_manifest(tmp_path / 'cache_test')
     preds, _ = learn.get_preds(dl=learn.dls.test_dl(man.output.tolist()))
     truth = read_labels(comp['solution']).set_index('image').loc[[Path(s).stem for s in man.source], 'any']
     auc = roc_auc_score(truth, preds[:, list(learn.dls.vocab).index('any')].numpy())
@@ -53,7 +53,7 @@ def test_kit_train_writes_the_run_folder(competition, tmp_path):
 def _dls(competition, tmp_path):
     from kit.data import dicom_dataloaders
     from kit.train import prepare
-    table, cols, task = prepare(competition['train_images'], competition['train'], tmp_path, 3, workers=0)
+    table, cols, task = prepare(competition['train_images'], competition['train'], 3, workers=0)
     return dicom_dataloaders(table, cols, task, 0, size=32, bs=4, num_workers=0), cols
 
 
@@ -97,3 +97,12 @@ def test_learning_rate_from_lr_find(competition, tmp_path):
     train(competition['train_images'], competition['train'], tmp_path / 'run', size=32, epochs=1, bs=4, n_folds=3, lr='auto', workers=0)
     lr = yaml.safe_load((tmp_path / 'run' / 'config.yaml').read_text())['lr']
     assert 1e-7 < lr < 10 and lr != 2e-3
+
+
+def test_one_label_column_trains(competition, tmp_path):
+    "A wide csv with a single 0/1 label (mammography's `cancer`): targets of one column, its AUC among the metrics."
+    wide = read_labels(competition['train'])[['image', 'any']].rename(columns={'any': 'cancer'})
+    wide.to_csv(tmp_path / 'labels.csv', index=False)
+    res = train(competition['train_images'], tmp_path / 'labels.csv', tmp_path / 'run', size=32, epochs=1, bs=4, n_folds=3, workers=0)
+    assert {'auc', 'wlogloss'} <= set(res) and 0 <= res['auc'] <= 1, res
+    assert pd.read_csv(tmp_path / 'run' / 'oof.csv').columns.tolist()[:2] == ['image', 'pred_cancer']
