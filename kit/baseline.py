@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import CsvError, is_long_format, n_workers, read_csv_file
+from .data import CsvError, is_long_format, n_workers, read_csv_file, split_long_ids
 from .demo import images_figure, label_examples, stage
 from .dicom import DicomError, get_dicom_files, is_dicom_file, read_dicom
-from .submit import SUBMISSION_FORMATS, is_long_sample, make_submission, split_long_ids, validate_submission
+from .submit import SUBMISSION_FORMATS, is_long_sample, make_submission, validate_submission
 
 # %% auto #0
 __all__ = ['MATCH_COLUMNS', 'IMAGE_IDS', 'HEADER_PROBES', 'SPLIT_NAME', 'LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR',
@@ -112,8 +112,8 @@ def _image_folder(root, dicoms, split, given) -> tuple[Path, list[Path]]:
 def label_ids(df) -> tuple[set, str, tuple] | None:
     "The ids of label table `df`, its form ('long' or 'wide') and label names; None for a table with no label column."
     if is_long_format(df):
-        parts = df.iloc[:, 0].astype(str).str.rsplit('_', n=1)
-        return set(parts.str[0]), 'long', tuple(dict.fromkeys(parts.str[1]))
+        images, labels = split_long_ids(df.iloc[:, 0])
+        return set(images), 'long', tuple(dict.fromkeys(labels))
     if df.shape[1] < 2: return None
     return set(df.iloc[:, 0].astype(str)), 'wide', tuple(map(str, df.columns[1:]))
 
@@ -312,10 +312,10 @@ def measure_step(arch, size, bs, device='cpu', n_out=1, steps=2) -> float:
 
 def measure_render(files, windows, size, n=4) -> float:
     "Seconds to decode, window and resize one of `files` (the mean over `n`), as `preprocess` does."
-    from kit.cache import cache_settings, render
+    from kit.cache import cache_array, cache_settings
     settings, start, files = cache_settings(windows, size), time.perf_counter(), list(files)[:n]
     for f in files:
-        try: render(f, settings)
+        try: cache_array(f, settings)
         except Exception as e: log.debug('%s: %s', f, e)
     return (time.perf_counter() - start) / max(1, len(files))
 

@@ -22,7 +22,7 @@ from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
 __all__ = ['FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'HEADER_COLUMNS', 'cache_settings',
-           'output_path', 'render', 'cache_file', 'error_row', 'read_manifest', 'read_cache_settings', 'match_sources',
+           'output_path', 'cache_array', 'cache_file', 'read_manifest', 'read_cache_settings', 'match_sources',
            'cached_paths', 'cache_meta', 'preprocess']
 
 # %% ../nbs/04_cache.ipynb #f0b0b7a8
@@ -58,7 +58,7 @@ def output_path(fn, src, out, fmt) -> Path:
     return Path(out) / stem.parent / (stem.name + FORMATS[fmt])
 
 # %% ../nbs/04_cache.ipynb #b4261de9
-def render(ds, settings) -> np.ndarray:
+def cache_array(ds, settings) -> np.ndarray:
     "The array to store for DICOM file or dataset `ds` under `settings`."
     ds = read_dicom(ds) if not hasattr(ds, 'PixelData') else ds
     if settings['format'] == 'png16':
@@ -110,15 +110,15 @@ def cache_file(fn, src, out, settings) -> dict:
         cached = shape is not None
         ds = read_dicom(fn, header_only=cached)
         if not cached:
-            arr = render(ds, settings)
+            arr = cache_array(ds, settings)
             _save(arr, dest, settings['format'])
             shape = arr.shape[-2:] if settings['format'] == 'npy' else arr.shape[:2]  # (C, H, W) or (H, W[, 3])
         return {**_paths(fn, src, settings), 'status': 'cached' if cached else 'ok', 'error': None, **_header_ids(ds),
                 'height': shape[0], 'width': shape[1]}
-    except DicomError as e: return error_row(fn, e.cause, src, out, settings)
-    except Exception as e: return error_row(fn, f'{type(e).__name__}: {e}', src, out, settings)
+    except DicomError as e: return _error_row(fn, e.cause, src, out, settings)
+    except Exception as e: return _error_row(fn, f'{type(e).__name__}: {e}', src, out, settings)
 
-def error_row(fn, cause, src, out, settings) -> dict:
+def _error_row(fn, cause, src, out, settings) -> dict:
     "The manifest row of a file that could not be cached, with the cause on one line."
     return {**_paths(fn, src, settings), 'status': 'error', 'error': ' '.join(str(cause).split())}
 
@@ -199,7 +199,7 @@ def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers
         _check_settings(out, settings, files, src, rebuild)
         start = time.perf_counter()
         job = partial(cache_file, src=src, out=out, settings=settings)
-        rows = parallel_map(job, files, workers, progress, on_crash=partial(error_row, src=src, out=out, settings=settings))
+        rows = parallel_map(job, files, workers, progress, on_crash=partial(_error_row, src=src, out=out, settings=settings))
         manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', *HEADER_COLUMNS, 'height', 'width'])
         manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
                                    format=fmt, offset=settings['offset'])

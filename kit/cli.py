@@ -33,6 +33,26 @@ def _windows_arg(s) -> str:
     except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
     return s
 
+def _format_arg(s) -> str:
+    "A submission format, a registered name or `module:name`, checked now (importing `module`) so that a typo is a usage error."
+    from kit.submit import get_format
+    try: get_format(s)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    return s
+
+class _Registry:
+    "The names in registry `query` ('window.list_windows'), looked up when help is printed: parsing imports no pandas or pydicom."
+    def __init__(self, query): self.query = query
+    def __str__(self):
+        from importlib import import_module
+        module, fn = self.query.split('.')
+        return ', '.join(getattr(import_module(f'kit.{module}'), fn)())
+
+def _lists(action, query):
+    "`action`, whose help says `%(names)s` for the names in registry `query` (argparse fills it from the action's attributes)."
+    action.names = _Registry(query)
+    return action
+
 MAX_SIZE = 8192  # kit.cache.MAX_SIZE, without importing it at start-up
 
 def _number_arg(kind, ok, rule):
@@ -104,16 +124,19 @@ def predict_cmd(args) -> int:
     from kit.infer import predict
     from kit.cache import cache_meta
     from kit.meta import dicom_meta, read_meta
-    from kit.submit import SUBMISSION_FORMATS, make_submission, validate_submission
+    from kit.data import read_csv_file
+    from kit.submit import format_problems, get_format, make_submission, validate_submission
+    fmt, sample = get_format(args.format), read_csv_file(args.sample)
+    if problems := format_problems(fmt, sample): raise ValueError('; '.join(problems))  # before any inference
     preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers, strict=args.strict,
                     progress=not args.quiet)
     meta = read_meta(args.meta) if args.meta else None
-    if meta is None and SUBMISSION_FORMATS[args.format].key is not None:  # the format groups images by header fields
+    if meta is None and fmt.key is not None:  # the format groups images by header fields
         meta = dicom_meta(args.data, workers=args.workers, progress=False) if args.data else cache_meta(args.cache)
-    sub = make_submission(preds, args.sample, args.format, meta)
+    sub = make_submission(preds, sample, fmt, meta)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sub.to_csv(args.out, index=False)
-    return _report(validate_submission(sub, args.sample), args.out, len(sub))
+    return _report(validate_submission(sub, sample), args.out, len(sub))
 
 def _report(problems, path, n) -> int:
     "Log the problems of a submission (exit code 1) or that it is valid (0)."
@@ -125,7 +148,7 @@ def validate_cmd(args) -> int:
     "Check a submission against the sample submission."
     from kit.submit import read_submission, validate_submission
     sub = read_submission(args.submission, args.sample)
-    return _report(validate_submission(sub, args.sample, probabilities=not args.any_range), args.submission, len(sub))
+    return _report(validate_submission(sub, args.sample, probabilities=not args.any_range, fmt=args.format), args.submission, len(sub))
 
 # %% ../nbs/90_cli.ipynb #c4bcd018
 def submit_cmd(args) -> int:
@@ -214,7 +237,8 @@ def _add_meta(sub):
     p.add_argument('src', help='folder (searched recursively) or one DICOM file')
     p.add_argument('-o', '--out', default='meta.parquet', help='output file: .parquet (default) or .csv')
     p.add_argument('--pixel-stats', action='store_true', help='add img_min/max/mean/std/pct_window of the corrected pixels')
-    p.add_argument('--window', type=_window_arg, default=(80., 40.), help='window name or width:level for img_pct_window (default 80:40)')
+    _lists(p.add_argument('--window', type=_window_arg, default=(80., 40.),
+                          help='a window (%(names)s) or width:level, for img_pct_window (default 80:40)'), 'window.list_windows')
     p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
     p.set_defaults(func=meta_cmd)
 
@@ -225,7 +249,8 @@ def _add_preprocess(sub):
                                    'Example: kit preprocess train_images cache --windows brain,subdural,bone --size 256')
     p.add_argument('src', help='folder of DICOM files (read only)')
     p.add_argument('out', help='output folder')
-    p.add_argument('--windows', type=_windows_arg, default=None, help='comma-separated names, width:level, header or hist (default brain,subdural,bone)')
+    _lists(p.add_argument('--windows', type=_windows_arg, default=None, help='comma-separated windows (%(names)s), width:level, header or hist '
+                                                                             '(default brain,subdural,bone)'), 'window.list_windows')
     p.add_argument('--size', type=_size_arg, default=None, help='longest side in pixels (default: native size)')
     p.add_argument('--crop', action='store_true', help='crop to the body (the non-air region) first')
     p.add_argument('--format', choices=['png', 'png16', 'npy'], default='png', help='png (default), png16 (HU) or npy')
@@ -250,7 +275,8 @@ def _add_train(sub):
     p.add_argument('--n-folds', type=_count_arg, default=5, help='number of patient-grouped folds (default 5)')
     p.add_argument('--folds', action='store_true', help='train every fold, each in OUT/fold_<k>')
     p.add_argument('--cache', default=None, help='a kit preprocess folder of the same DICOMs (the fast path; enough without DATA)')
-    p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs (default brain,subdural,bone)')
+    _lists(p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs, comma-separated: '
+                          'names (%(names)s), width:level, header or hist (default brain,subdural,bone)'), 'window.list_windows')
     p.add_argument('--pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
     p.add_argument('--weights', default=None, help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
     p.add_argument('--match', default='stem', help='how label ids find files: stem (default) or a header column, e.g. SOPInstanceUID')
@@ -271,7 +297,8 @@ def _add_predict(sub):
     p.add_argument('-o', '--out', default='submission.csv')
     p.add_argument('--cache', default=None, help='a kit preprocess cache of the test DICOMs (made on the fly if a run needs one and --data is given)')
     p.add_argument('--tta', action='store_true', help="test-time augmentation (fastai's tta)")
-    p.add_argument('--format', default='auto', help='auto (long or wide, from the sample), rsna-ich, rsna-cervical-spine, rsna-breast')
+    _lists(p.add_argument('--format', type=_format_arg, default='auto', help='%(names)s, or module:name for your own (default auto: long or '
+                                                                            'wide, from the sample)'), 'submit.list_formats')
     p.add_argument('--meta', default=None, help='kit meta of the test DICOMs, for formats that aggregate by header fields')
     p.add_argument('--bs', type=_count_arg, default=64)
     p.add_argument('--workers', type=_workers_arg, default=None, help='data loading processes (default: all cores)')
@@ -282,11 +309,13 @@ def _add_predict(sub):
 def _add_validate(sub):
     p = sub.add_parser('validate', help='check a submission against the sample submission',
                        description='Same columns in order, same ids (none missing, extra or duplicated), no NaN or inf, '
-                                   'probabilities in [0, 1]; exit 1 when anything is wrong. '
+                                   'probabilities in [0, 1], and the rules of --format; exit 1 when anything is wrong. '
                                    'Example: kit validate submission.csv --sample sample_submission.csv')
     p.add_argument('submission')
     p.add_argument('--sample', required=True)
     p.add_argument('--any-range', action='store_true', help='values need not be probabilities')
+    _lists(p.add_argument('--format', type=_format_arg, default='auto', help="the sample must fit this format's rules too: %(names)s or "
+                                                                            'module:name (default auto: no rules)'), 'submit.list_formats')
     p.set_defaults(func=validate_cmd)
 
 def _add_submit(sub):
@@ -325,7 +354,8 @@ def _add_kernel(sub):
     p.add_argument('--competition', help='competition slug (init)')
     p.add_argument('--wheels', default='kit-wheels', help='dataset made from kit wheels (init)')
     p.add_argument('--models', nargs='+', default=[], help='run folders inside your model datasets, DATASET/RUN (init)')
-    p.add_argument('--format', default='auto', help='submission format (init)')
+    _lists(p.add_argument('--format', type=_format_arg, default='auto', help='submission format (init): %(names)s or module:name'),
+           'submit.list_formats')
     p.add_argument('--cpu', action='store_true', help='no GPU for the kernel (init)')
     p.set_defaults(func=kernel_cmd)
 

@@ -20,8 +20,9 @@ from pandas.api.types import is_numeric_dtype
 from .window import DEFAULT_WINDOWS
 
 # %% auto #0
-__all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'is_long_format', 'read_labels', 'infer_task',
-           'label_table', 'patient_folds', 'n_workers', 'LabelColumns', 'dicom_dataloaders']
+__all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'split_long_ids', 'is_long_format',
+           'read_labels', 'infer_task', 'label_table', 'patient_folds', 'n_workers', 'LabelColumns',
+           'dicom_dataloaders']
 
 # %% ../nbs/06_data.ipynb #3dbf9562
 log = logging.getLogger(__name__)
@@ -83,23 +84,45 @@ def read_csv_file(path, max_bytes=None, what='this file', **kwargs) -> pd.DataFr
         except UnicodeDecodeError as e: raise CsvError(f'{path}: not UTF-8 text after its first {SNIFF_BYTES // 1024} KB ({e.reason})') from None
 
 # %% ../nbs/06_data.ipynb #11dd79ad
+def split_long_ids(ids, labels=None) -> tuple[pd.Series, pd.Series]:
+    "`<image>_<label>` ids split into image and label: at the last `_`, or before the longest of `labels` that ends the id."
+    ids = pd.Series(ids, dtype=str)
+    if labels is None:
+        parts = ids.str.rsplit('_', n=1)
+        return parts.str[0], parts.str[1]
+    lab = pd.Series(None, index=ids.index, dtype=object)
+    for l in sorted(labels, key=len): lab[ids.str.endswith('_' + l)] = l  # longer labels last: `_patient_overall` beats `_overall`
+    if lab.isna().any(): raise ValueError(f"id {ids[lab.isna()].iloc[0]!r} ends with none of the labels {', '.join(labels)}")
+    return pd.Series([s[:-len(l) - 1] for s, l in zip(ids.tolist(), lab.tolist())], index=ids.index), lab
+
 def is_long_format(df) -> bool:
-    "True for a two-column table whose ids are `<image>_<label>` with few distinct labels, each image repeated."
+    "True for a two-column table whose ids are `<image>_<label>` with few distinct labels, each image repeated (a repeated row counts once)."
     if df.shape[1] != 2 or is_numeric_dtype(df.iloc[:, 0]): return False
     ids = df.iloc[:, 0].astype(str)
     if not ids.str.contains('_').all(): return False
-    parts = ids.str.rsplit('_', n=1)
-    labels, images = parts.str[1], parts.str[0]
+    images, labels = split_long_ids(ids)
     return (labels.nunique() <= 50 and not labels.str.isdigit().all() and images.nunique() >= 2
-            and images.nunique() * labels.nunique() == len(df))
+            and images.nunique() * labels.nunique() == ids.nunique())
+
+def _drop_repeats(df, source) -> pd.DataFrame:
+    "Long labels `df` without its repeated rows (RSNA ICH's stage_2_train.csv has some), said in one line; an id with two values is an error."
+    ids = df.iloc[:, 0].astype(str)
+    repeats = df.assign(_id=ids).duplicated()
+    if repeats.any(): log.warning('%s: %d repeated rows left out, e.g. %s', source, repeats.sum(), ids[repeats].iloc[0])
+    df, ids = df[~repeats], ids[~repeats]
+    if (twice := ids.duplicated(keep=False)).any():
+        first = ids[twice].iloc[0]
+        raise ValueError(f"{source}: id {first} has two labels ({' and '.join(map(str, df.iloc[:, 1][ids == first]))})")
+    return df
 
 def read_labels(labels, id_col=None) -> pd.DataFrame:
     "Labels (csv path or DataFrame), wide or long, as a wide table: `image` then one column per label."
     df = read_csv_file(labels) if isinstance(labels, (str, os.PathLike)) else labels.copy()
     if is_long_format(df):
-        parts = df.iloc[:, 0].astype(str).str.rsplit('_', n=1)
-        wide = df.assign(image=parts.str[0], label=parts.str[1]).pivot(index='image', columns='label', values=df.columns[1])
-        wide = wide.loc[list(dict.fromkeys(parts.str[0])), list(dict.fromkeys(parts.str[1]))]
+        df = _drop_repeats(df, labels if isinstance(labels, (str, os.PathLike)) else 'the labels')
+        images, labs = split_long_ids(df.iloc[:, 0])
+        wide = df.assign(image=images, label=labs).pivot(index='image', columns='label', values=df.columns[1])
+        wide = wide.loc[list(dict.fromkeys(images)), list(dict.fromkeys(labs))]
         return wide.reset_index().rename_axis(columns=None)
     id_col = id_col or df.columns[0]
     return df.rename(columns={id_col: 'image'})

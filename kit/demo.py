@@ -22,22 +22,19 @@ log = logging.getLogger(__name__)
 
 # %% ../nbs/15_demo.ipynb #2dc4224b
 def long_log_loss(sub, solution, weights=None, prior=None) -> float:
-    "Weighted log loss of long submission `sub` (`<id>_<label>`, value) against `solution`; with `prior` ({label: p}), of that constant."
-    sub = pd.read_csv(sub) if not isinstance(sub, pd.DataFrame) else sub
-    solution = pd.read_csv(solution) if not isinstance(solution, pd.DataFrame) else solution
-    id_col, val = solution.columns[:2]
-    df = solution.merge(sub, on=id_col, suffixes=('', '_pred'), how='left')
-    if df[f'{val}_pred'].isna().any(): raise ValueError(f'{df[f"{val}_pred"].isna().sum()} ids of the solution have no prediction')
-    labels = df[id_col].str.rsplit('_', n=1).str[1]
-    p = labels.map(prior).to_numpy(float) if prior is not None else df[f'{val}_pred'].to_numpy(float)
-    p, y = np.clip(p, 1e-7, 1 - 1e-7), df[val].to_numpy(float)
-    w = labels.map(weights or {}).fillna(1.).to_numpy(float)
-    return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / w.sum())
+    "Weighted log loss (`train.weighted_log_loss`) of long submission `sub` against `solution`; with `prior` ({label: p}), of that constant."
+    from kit.data import read_labels
+    from kit.train import weighted_log_loss
+    truth = read_labels(solution).set_index('image')
+    preds = read_labels(sub).set_index('image').reindex(truth.index)[truth.columns]
+    if preds.isna().any(axis=None): raise ValueError(f'{preds.isna().any(axis=1).sum()} images of the solution have no prediction')
+    if prior is not None: preds = pd.DataFrame({c: prior[c] for c in truth.columns}, index=truth.index)
+    return weighted_log_loss(preds.to_numpy(float), truth.to_numpy(float), [(weights or {}).get(c, 1.) for c in truth.columns])
 
 def label_prior(labels) -> dict:
-    "The positive rate of each label in long training labels."
-    df = pd.read_csv(labels) if not isinstance(labels, pd.DataFrame) else labels
-    return df.iloc[:, 1].groupby(df.iloc[:, 0].str.rsplit('_', n=1).str[1]).mean().to_dict()
+    "The positive rate of each label in training labels (long or wide)."
+    from kit.data import read_labels
+    return read_labels(labels).drop(columns='image').astype(float).mean().to_dict()
 
 # %% ../nbs/15_demo.ipynb #0fc43576
 def label_examples(df, label, n=3, seed=0) -> pd.DataFrame:

@@ -30,8 +30,8 @@ from pydicom.sequence import Sequence
 from .dicom import DicomError, get_dicom_files, path_text, quiet_uid_warnings, read_dicom, read_pixels
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'error_row', 'FolderBusyError', 'folder_lock', 'parallel_map',
-           'dicom_meta', 'write_meta', 'read_meta', 'join_labels']
+__all__ = ['LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'FolderBusyError', 'folder_lock', 'parallel_map', 'dicom_meta',
+           'write_meta', 'read_meta', 'join_labels']
 
 # %% ../nbs/01_meta.ipynb #e090dcb7
 log = logging.getLogger(__name__)
@@ -140,10 +140,10 @@ def file_row(fn, pixel_stats_window=None) -> dict:
         res = {'fname': path_text(fn), **header_row(ds)}
         if pixel_stats_window is not None: res.update(pixel_stats(read_pixels(ds), pixel_stats_window))
         return res
-    except DicomError as e: return error_row(fn, e.cause)
-    except Exception as e: return error_row(fn, f'{type(e).__name__}: {e}')
+    except DicomError as e: return _error_row(fn, e.cause)
+    except Exception as e: return _error_row(fn, f'{type(e).__name__}: {e}')
 
-def error_row(fn, cause) -> dict:
+def _error_row(fn, cause) -> dict:
     "The row of a file that could not be read: its name and the cause, on one line."
     return {'fname': path_text(fn), 'error': ' '.join(str(cause).split())}
 
@@ -274,7 +274,7 @@ def parallel_map(f, items, workers=None, progress=True, on_crash=None, timeout=6
 def dicom_meta(src, pixel_stats=False, workers=None, window=(80, 40), progress=True) -> pd.DataFrame:
     "The header DataFrame of the DICOM files in folder `src` (or the list of files `src`)."
     files = get_dicom_files(src) if isinstance(src, (str, os.PathLike)) else list(src)
-    rows = parallel_map(partial(file_row, pixel_stats_window=window if pixel_stats else None), files, workers, progress, on_crash=error_row)
+    rows = parallel_map(partial(file_row, pixel_stats_window=window if pixel_stats else None), files, workers, progress, on_crash=_error_row)
     df = _frame(rows) if rows else pd.DataFrame(columns=['fname', 'error'])
     n_err = int(df['error'].notna().sum())
     log.info('read %d files, %d errors', len(df) - n_err, n_err)

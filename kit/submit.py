@@ -8,26 +8,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from importlib import import_module
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from .data import file_size, read_csv_file
+from .data import file_size, read_csv_file, split_long_ids
 
 # %% auto #0
-__all__ = ['SUBMISSION_FORMATS', 'split_long_ids', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample',
-           'SubmissionFormat', 'register_format', 'make_submission', 'max_submission_bytes', 'read_submission',
-           'validate_submission', 'rle_encode', 'rle_decode', 'prediction_string']
-
-# %% ../nbs/09_submit.ipynb #e67483b3
-def split_long_ids(ids, labels) -> tuple[pd.Series, pd.Series]:
-    "`<id>_<label>` strings split into id and label, the label being one of `labels` (matched from the end)."
-    ids = pd.Series(ids, dtype=str)
-    lab = pd.Series(None, index=ids.index, dtype=object)
-    for l in sorted(labels, key=len): lab[ids.str.endswith('_' + l)] = l  # longer labels last: `_patient_overall` beats `_overall`
-    if lab.isna().any(): raise ValueError(f"id {ids[lab.isna()].iloc[0]!r} ends with none of the labels {', '.join(labels)}")
-    return pd.Series([s[:-len(l) - 1] for s, l in zip(ids.tolist(), lab.tolist())], index=ids.index), lab
+__all__ = ['SUBMISSION_FORMATS', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample', 'SubmissionFormat',
+           'register_format', 'list_formats', 'get_format', 'format_problems', 'make_submission',
+           'max_submission_bytes', 'read_submission', 'validate_submission', 'rle_encode', 'rle_decode',
+           'prediction_string']
 
 # %% ../nbs/09_submit.ipynb #ab44c6fe
 def long_submission(preds, sample, key='image') -> pd.DataFrame:
@@ -68,11 +62,14 @@ def is_long_sample(sample, labels) -> bool:
 # %% ../nbs/09_submit.ipynb #d18a59ee
 @dataclass
 class SubmissionFormat:
-    "How a competition turns per-image predictions into its submission."
+    "How a competition turns per-image predictions into its submission, and the rules its sample and predictions must fit."
     name: str
     key: Callable | None = None  # meta DataFrame -> Series image id -> submission key, for aggregation
     how: str = 'mean'
     description: str = ''
+    labels: tuple[str, ...] = ()  # the competition's labels, all required in the predictions and the sample (empty: any)
+    long: bool = False  # the sample must be long: two columns, `<id>_<label>` and the value
+    id_pattern: str = ''  # a regular expression every sample id must match in full (empty: any id)
 
 SUBMISSION_FORMATS: dict[str, SubmissionFormat] = {}
 
@@ -80,6 +77,25 @@ def register_format(fmt: SubmissionFormat):
     "Add (or replace) a submission format preset."
     SUBMISSION_FORMATS[fmt.name] = fmt
     return fmt
+
+def list_formats(pattern='*') -> list[str]:
+    "The sorted names of the registered formats matching the glob `pattern` (`fnmatch`, case-sensitive), as `timm.list_models`."
+    return sorted(n for n in SUBMISSION_FORMATS if fnmatchcase(n, pattern))
+
+def _unknown_format(fmt, why='') -> ValueError:
+    "The one-line error for a format that cannot be found, naming the known ones."
+    return ValueError(f"unknown submission format {str(fmt)!r}{why}: use {', '.join(list_formats())} or module:name")
+
+def get_format(fmt) -> SubmissionFormat:
+    "Format `fmt`: a `SubmissionFormat`, a registered name, or `module:name` (`module` imported first: it registers `name` or defines it)."
+    if isinstance(fmt, SubmissionFormat): return fmt
+    module, _, name = str(fmt).rpartition(':')
+    if module:
+        try: mod = import_module(module)
+        except Exception as e: raise _unknown_format(fmt, f" (cannot import {module}: {type(e).__name__}: {' '.join(str(e).split())})") from None
+        if name not in SUBMISSION_FORMATS and isinstance(getattr(mod, name, None), SubmissionFormat): return getattr(mod, name)
+    if name in SUBMISSION_FORMATS: return SUBMISSION_FORMATS[name]
+    raise _unknown_format(fmt, f' ({module} registers no format {name!r})' if module else '')
 
 # %% ../nbs/09_submit.ipynb #e5e9d2ff
 def _meta_key(*cols):
@@ -90,22 +106,52 @@ def _meta_key(*cols):
         return pd.Series(key.to_numpy(), index=[Path(f).stem for f in meta.fname.tolist()])
     return key
 
+_ICH = ('epidural', 'intraparenchymal', 'intraventricular', 'subarachnoid', 'subdural', 'any')  # RSNA ICH's labels, in its order
+
 for _f in (SubmissionFormat('auto', description='long or wide, read from the sample; one row per image'),
-           SubmissionFormat('rsna-ich', description='RSNA intracranial hemorrhage: ID_<image>_<subtype>, per image'),
+           SubmissionFormat('rsna-ich', description='RSNA intracranial hemorrhage: ID_<image>_<subtype>, six labels, per image',
+                            labels=_ICH, long=True, id_pattern=rf"ID_[0-9a-f]+_({'|'.join(_ICH)})"),
            SubmissionFormat('rsna-cervical-spine', _meta_key('StudyInstanceUID'), 'max', '<study>_C1..C7|patient_overall, max over slices'),
            SubmissionFormat('rsna-breast', _meta_key('PatientID', 'ImageLaterality'), 'mean', '<patient>_<laterality>, mean over views')):
     register_format(_f)
 
+# %% ../nbs/09_submit.ipynb #320f8f29
+def _sample_label_problems(fmt, sample) -> list[str]:
+    "How the labels of `sample` break `fmt.labels`: a label without rows (or a column), an image without one row per label."
+    if not fmt.long:
+        have = [str(c) for c in sample.columns[1:]]
+        return [] if sorted(have) == sorted(fmt.labels) else [f"format {fmt.name} needs the sample's columns {', '.join(fmt.labels)}, not {', '.join(have)}"]
+    try: images, labs = split_long_ids(sample.iloc[:, 0].astype(str), fmt.labels)
+    except ValueError as e: return [f'format {fmt.name}: {e}']
+    if absent := [l for l in fmt.labels if l not in set(labs)]: return [f"format {fmt.name}: the sample has no rows for {', '.join(absent)}"]
+    n = images.value_counts()
+    if (odd := n[n != len(fmt.labels)]).any():
+        return [f'format {fmt.name} needs one row per image and label: {len(odd)} images have other counts, e.g. {odd.index[0]} with {odd.iloc[0]}']
+    return []
+
+def format_problems(fmt, sample, labels=None) -> list[str]:
+    "How `sample` (and the prediction columns `labels`, when given) break the rules of format `fmt`, one line each; empty when they fit."
+    fmt, cols = get_format(fmt), [str(c) for c in sample.columns]
+    if fmt.long and len(cols) != 2:
+        return [f"format {fmt.name} needs a long sample (<id>_<label>, value): this one has {len(cols)} columns, "
+                f"{', '.join(cols[:4])}{', ...' if len(cols) > 4 else ''}"]
+    problems, ids = [], sample.iloc[:, 0].astype(str)
+    if fmt.id_pattern and (bad := ~ids.str.fullmatch(fmt.id_pattern)).any():
+        problems.append(f'format {fmt.name}: {bad.sum()} sample ids do not match {fmt.id_pattern}, e.g. {ids[bad].iloc[0]!r}')
+    if fmt.labels and labels is not None and sorted(map(str, labels)) != sorted(fmt.labels):
+        problems.append(f"format {fmt.name} needs predictions for exactly {', '.join(fmt.labels)}, not {', '.join(map(str, labels))}")
+    return problems + (_sample_label_problems(fmt, sample) if fmt.labels and not problems else [])
+
 # %% ../nbs/09_submit.ipynb #61b44437
 def make_submission(preds, sample, fmt='auto', meta=None) -> pd.DataFrame:
-    "The submission for `sample` (DataFrame or csv) from per-image `preds`, in format `fmt` (a preset name or SubmissionFormat)."
+    "The submission for `sample` (DataFrame or csv) from per-image `preds`, in format `fmt` (a name, `module:name` or a `SubmissionFormat`)."
     sample = read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
-    fmt = SUBMISSION_FORMATS[fmt] if isinstance(fmt, str) else fmt
+    fmt, labels = get_format(fmt), [c for c in preds.columns if c != 'image']
+    if problems := format_problems(fmt, sample, labels): raise ValueError('; '.join(problems))
     if fmt.key is not None:
         if meta is None: raise ValueError(f'format {fmt.name} aggregates images by header fields: pass the test metadata (kit meta)')
         preds = aggregate(preds, fmt.key(meta), fmt.how)
-    labels = [c for c in preds.columns if c != 'image']
-    return long_submission(preds, sample) if is_long_sample(sample, labels) else wide_submission(preds, sample)
+    return long_submission(preds, sample) if fmt.long or is_long_sample(sample, labels) else wide_submission(preds, sample)
 
 # %% ../nbs/09_submit.ipynb #55bc03cf
 def max_submission_bytes(sample) -> int:
@@ -118,13 +164,13 @@ def read_submission(path, sample) -> pd.DataFrame:
     return read_csv_file(path, max_bytes=max_submission_bytes(sample), what='a submission for the sample')
 
 # %% ../nbs/09_submit.ipynb #63882457
-def validate_submission(sub, sample, probabilities=True) -> list[str]:
-    "The problems of submission `sub` against `sample` (DataFrames or csv paths), one line each; empty when valid."
+def validate_submission(sub, sample, probabilities=True, fmt='auto') -> list[str]:
+    "The problems of submission `sub` against `sample` (DataFrames or csv paths) and the rules of format `fmt`, one line each; empty when valid."
     sub = read_submission(sub, sample) if isinstance(sub, (str, os.PathLike)) else sub
     sample = read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
+    problems, id_col = format_problems(fmt, sample), sample.columns[0]
     if list(sub.columns) != list(sample.columns):
-        return [f'columns {list(sub.columns)} differ from the sample\'s {list(sample.columns)} (names and order must match)']
-    problems, id_col = [], sample.columns[0]
+        return problems + [f'columns {list(sub.columns)} differ from the sample\'s {list(sample.columns)} (names and order must match)']
     ids, want = sub[id_col].astype(str), set(sample[id_col].astype(str))
     if ids.duplicated().any(): problems.append(f'{ids.duplicated().sum()} duplicate ids, e.g. {ids[ids.duplicated()].iloc[0]}')
     if missing := sorted(want - set(ids)): problems.append(f'{len(missing)} ids of the sample are missing, e.g. {missing[0]}')

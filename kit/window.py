@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 import numpy as np
 from PIL import Image
@@ -14,9 +15,9 @@ from PIL import Image
 from .dicom import header_window, read_dicom, read_pixels, window
 
 # %% auto #0
-__all__ = ['DEFAULT_WINDOWS', 'WINDOWS', 'register_window', 'WindowSpec', 'parse_window', 'parse_windows', 'freqhist_bins',
-           'hist_scaled', 'window_channels', 'body_bbox', 'crop', 'resize_longest', 'pad_square', 'fit_pixels',
-           'dicom_pixels', 'dicom_channels']
+__all__ = ['DEFAULT_WINDOWS', 'WINDOWS', 'register_window', 'list_windows', 'WindowSpec', 'parse_window', 'parse_windows',
+           'freqhist_bins', 'hist_scaled', 'window_channels', 'body_bbox', 'crop_bbox', 'resize_longest', 'pad_square',
+           'fit_pixels', 'dicom_pixels', 'dicom_channels']
 
 # %% ../nbs/03_window.ipynb #e61afa3b
 DEFAULT_WINDOWS = 'brain,subdural,bone'  # the RSNA ICH trio, kit's default channels
@@ -28,6 +29,10 @@ def register_window(name, width, level):
     "Add or replace the named window `name` as `width:level`."
     if not 0 < width < math.inf or not math.isfinite(level): raise ValueError(f'window {name!r}: width must be a finite number > 0 and level finite, got {width}:{level}')
     WINDOWS[name] = (float(width), float(level))
+
+def list_windows(pattern='*') -> list[str]:
+    "The sorted names of the registered windows matching the glob `pattern` (`fnmatch`, case-sensitive), as `timm.list_models`."
+    return sorted(n for n in WINDOWS if fnmatchcase(n, pattern))
 
 # %% ../nbs/03_window.ipynb #42bc0d7c
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ def parse_window(spec) -> WindowSpec:
     if spec in ('header', 'hist'): return WindowSpec(spec)
     if spec in WINDOWS: return WindowSpec('wl', *map(float, WINDOWS[spec]))
     try: w, l = (float(v) for v in spec.split(':'))
-    except ValueError: raise ValueError(f"unknown window {spec!r}: use a name ({', '.join(WINDOWS)}), width:level, header or hist") from None
+    except ValueError: raise ValueError(f"unknown window {spec!r}: use a name ({', '.join(list_windows())}), width:level, header or hist") from None
     if not 0 < w < math.inf or not math.isfinite(l): raise ValueError(f'window {spec!r}: width must be a finite number > 0 and level finite')
     return WindowSpec('wl', w, l)
 
@@ -88,7 +93,7 @@ def body_bbox(px, thresh=None, min_frac=0.02) -> tuple[int, int, int, int]:
     r, c = np.flatnonzero(rows), np.flatnonzero(cols)
     return int(r[0]), int(c[0]), int(r[-1]) + 1, int(c[-1]) + 1
 
-def crop(img, bbox):
+def crop_bbox(img, bbox):
     "The `bbox` region of `img`, `(..., H, W)`."
     t, l, b, r = bbox
     return img[..., t:b, l:r]
@@ -117,7 +122,7 @@ def pad_square(img, value=0.) -> np.ndarray:
 # %% ../nbs/03_window.ipynb #a89327a4
 def fit_pixels(px, size=None, crop_body=False, square=False) -> np.ndarray:
     "2D values `px` cropped to the body, padded to a square with their darkest value, resized: each as asked."
-    if crop_body: px = crop(px, body_bbox(px))
+    if crop_body: px = crop_bbox(px, body_bbox(px))
     if square: px = pad_square(px, float(px.min()))
     return resize_longest(px[None], size)[0] if size else px
 

@@ -61,3 +61,62 @@ def test_rsna_ich_long_rows_at_full_test_size():
 def test_aggregating_presets_need_the_test_metadata(fmt):
     preds = pd.DataFrame({'image': ['a'], 'cancer': [0.5]})
     with pytest.raises(ValueError, match='pass the test metadata'): make_submission(preds, pd.DataFrame({'id': ['x'], 'cancer': [0.]}), fmt)
+
+
+ICH = ['epidural', 'intraparenchymal', 'intraventricular', 'subarachnoid', 'subdural', 'any']
+
+
+def ich_competition(n=3):
+    "Predictions for `n` RSNA ICH images and their long sample, every image with all six labels."
+    images = [f'ID_{k:09x}' for k in rng.integers(0, 16**9, n)]
+    preds = pd.DataFrame(rng.random((n, 6)), columns=ICH).assign(image=images)
+    return preds, pd.DataFrame({'ID': [f'{i}_{l}' for i in images for l in ICH], 'Label': 0.5})
+
+
+@pytest.mark.parametrize('fault, message', [
+    ('wide sample', 'format rsna-ich needs a long sample (<id>_<label>, value): this one has 7 columns, ID, epidural, intraparenchymal, intraventricular, ...'),
+    ('four labels', "format rsna-ich needs predictions for exactly epidural, intraparenchymal, intraventricular, subarachnoid, subdural, any, not "
+                    "intraparenchymal, intraventricular, subdural, any"),
+    ('sample of four labels', 'format rsna-ich: the sample has no rows for epidural, subarachnoid'),
+    ('other ids', "format rsna-ich: 6 sample ids do not match ID_[0-9a-f]+_(epidural|intraparenchymal|intraventricular|subarachnoid|subdural|any), "
+                  "e.g. '1.2.840.1_epidural'"),
+    ('a row short', 'format rsna-ich needs one row per image and label: 1 images have other counts, e.g. {image} with 5'),
+    ('a row twice', 'format rsna-ich needs one row per image and label: 1 images have other counts, e.g. {image} with 7')])
+def test_rsna_ich_refuses_what_is_not_rsna_ich_in_one_line(fault, message):
+    "The preset holds the competition's rules: long `ID_<image>_<subtype>` rows, exactly its six labels, each image once per label."
+    preds, sample = ich_competition()
+    image = preds.image[0]
+    if fault == 'wide sample': sample = preds.rename(columns={'image': 'ID'})[['ID', *ICH]]
+    if fault == 'four labels': preds = preds.drop(columns=['epidural', 'subarachnoid'])
+    if fault == 'sample of four labels': sample = sample[~sample.ID.str.endswith(('_epidural', '_subarachnoid'))]
+    if fault == 'other ids': sample = sample.assign(ID=sample.ID.str.replace(image, '1.2.840.1'))
+    if fault == 'a row short': sample = sample.drop(index=0)
+    if fault == 'a row twice': sample = pd.concat([sample, sample.iloc[:1]])
+    with pytest.raises(ValueError) as e: make_submission(preds, sample, 'rsna-ich')
+    assert str(e.value) == message.format(image=image)
+    if fault != 'four labels': assert validate_submission(sample, sample, fmt='rsna-ich')[0] == message.format(image=image)
+
+
+def test_rsna_ich_keeps_any_below_a_subtype():
+    "The competition never required `any` >= each subtype: kit writes the model's values, neither refusing nor clipping them."
+    preds, sample = ich_competition()
+    preds = preds.assign(epidural=0.9, any=0.2)
+    sub = make_submission(preds, sample, 'rsna-ich')
+    assert validate_submission(sub, sample, fmt='rsna-ich') == []
+    assert sub.Label[sub.ID.str.endswith('_any')].tolist() == [0.2] * 3 and sub.Label[sub.ID.str.endswith('_epidural')].tolist() == [0.9] * 3
+
+
+def test_rsna_ich_on_the_command_line(tmp_path):
+    "kit validate --format rsna-ich: a wide sample is one line and exit 1; the competition's own long sample passes."
+    import subprocess, sys
+    from pathlib import Path
+    preds, sample = ich_competition()
+    sample.to_csv(tmp_path / 'sample.csv', index=False)
+    sample.assign(Label=0.1).to_csv(tmp_path / 'sub.csv', index=False)
+    wide = preds.rename(columns={'image': 'ID'})[['ID', *ICH]]
+    wide.to_csv(tmp_path / 'wide.csv', index=False)
+    kit = lambda sub, smp: subprocess.run([str(Path(sys.executable).with_name('kit')), 'validate', sub, '--sample', smp, '--format', 'rsna-ich'],
+                                          capture_output=True, text=True, timeout=300)
+    assert kit(tmp_path / 'sub.csv', tmp_path / 'sample.csv').returncode == 0
+    r = kit(tmp_path / 'wide.csv', tmp_path / 'wide.csv')
+    assert r.returncode == 1 and r.stderr.strip() == f"{tmp_path / 'wide.csv'}: format rsna-ich needs a long sample (<id>_<label>, value): this one has 7 columns, ID, epidural, intraparenchymal, intraventricular, ..."
