@@ -121,22 +121,10 @@ def train_cmd(args) -> int:
 # %% ../nbs/90_cli.ipynb #67fbcc2d
 def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
-    from kit.infer import predict
-    from kit.cache import cache_meta
-    from kit.meta import dicom_meta, read_meta
-    from kit.data import read_csv_file
-    from kit.submit import format_problems, get_format, make_submission, validate_submission
-    fmt, sample = get_format(args.format), read_csv_file(args.sample)
-    if problems := format_problems(fmt, sample): raise ValueError('; '.join(problems))  # before any inference
-    preds = predict(args.model, args.data, cache=args.cache, tta=args.tta, bs=args.bs, workers=args.workers, strict=args.strict,
-                    progress=not args.quiet)
-    meta = read_meta(args.meta) if args.meta else None
-    if meta is None and fmt.key is not None:  # the format groups images by header fields
-        meta = dicom_meta(args.data, workers=args.workers, progress=False) if args.data else cache_meta(args.cache)
-    sub = make_submission(preds, sample, fmt, meta)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sub.to_csv(args.out, index=False)
-    return _report(validate_submission(sub, sample), args.out, len(sub))
+    from kit.submit import write_submission
+    sub, problems = write_submission(args.model, args.data, args.sample, args.out, args.format, args.cache, args.meta, args.tta, args.bs,
+                                     args.workers, args.strict, not args.quiet)
+    return _report(problems, args.out, len(sub))
 
 def _report(problems, path, n) -> int:
     "Log the problems of a submission (exit code 1) or that it is valid (0)."

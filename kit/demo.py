@@ -85,9 +85,8 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
     from kit.cache import preprocess
     from kit.data import n_workers
     from kit.explain import cam_grid, explain
-    from kit.infer import predict
     from kit.meta import dicom_meta
-    from kit.submit import make_submission, validate_submission
+    from kit.submit import write_submission
     from kit.synth import make_competition
     from kit.train import train
     out, times, windows = Path(out), {}, list(windows)
@@ -103,9 +102,8 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
         best = train(comp['train_images'], comp['train'], out / 'run', arch, size, epochs, lr=lr, cache=out / 'cache_train',
                      windows=windows, workers=workers, seed=seed)
     with stage(times, 'predict'):
-        sub = make_submission(predict(out / 'run', comp['test_images'], out / 'cache_test', workers=workers), comp['sample'])
-        sub.to_csv(out / 'submission.csv', index=False)
-    with stage(times, 'validate'): problems = validate_submission(out / 'submission.csv', comp['sample'])
+        sub, problems = write_submission(out / 'run', comp['test_images'], comp['sample'], out / 'submission.csv', cache=out / 'cache_test',
+                                         workers=workers, progress=progress)
     if problems: raise ValueError(f'the demo submission is invalid: {problems[0]}')
     with stage(times, 'explain'):
         seen = explain(out / 'run', comp['test_images'], out / 'cache_test', labels=comp['solution'], pick='top')

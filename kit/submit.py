@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib import import_module
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,8 +21,8 @@ from .data import file_size, read_csv_file, split_long_ids
 # %% auto #0
 __all__ = ['SUBMISSION_FORMATS', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample', 'SubmissionFormat',
            'register_format', 'list_formats', 'get_format', 'format_problems', 'make_submission',
-           'max_submission_bytes', 'read_submission', 'validate_submission', 'rle_encode', 'rle_decode',
-           'prediction_string']
+           'max_submission_bytes', 'read_submission', 'validate_submission', 'write_submission', 'rle_encode',
+           'rle_decode', 'prediction_string']
 
 # %% ../nbs/09_submit.ipynb #ab44c6fe
 def long_submission(preds, sample, key='image') -> pd.DataFrame:
@@ -182,6 +183,24 @@ def validate_submission(sub, sample, probabilities=True, fmt='auto') -> list[str
         elif not np.isfinite(v).all(): problems.append(f'column {c}: {(~np.isfinite(v)).sum()} infinite values')
         elif probabilities and ((v < 0) | (v > 1)).any(): problems.append(f'column {c}: {((v < 0) | (v > 1)).sum()} values outside [0, 1]')
     return problems
+
+# %% ../nbs/09_submit.ipynb #a18b8b49
+def write_submission(runs, data, sample, out='submission.csv', fmt='auto', cache=None, meta=None, tta=False, bs=64, workers=None,
+                     strict=False, progress=True) -> tuple[pd.DataFrame, list[str]]:
+    "Predict the test images under `data` (or of `cache`) with `runs`, write the submission for `sample` to `out`; return it and its problems."
+    from kit.cache import cache_meta
+    from kit.infer import predict
+    from kit.meta import dicom_meta, read_meta
+    fmt, sample = get_format(fmt), read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
+    if problems := format_problems(fmt, sample): raise ValueError('; '.join(problems))
+    preds = predict(runs, data, cache, tta, bs, workers, strict, progress)
+    if isinstance(meta, (str, os.PathLike)): meta = read_meta(meta)
+    if meta is None and fmt.key is not None:
+        meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache)
+    sub = make_submission(preds, sample, fmt, meta)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(out, index=False)
+    return sub, validate_submission(sub, sample)
 
 # %% ../nbs/09_submit.ipynb #f5259d5e
 def rle_encode(mask) -> str:

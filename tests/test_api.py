@@ -37,7 +37,7 @@ API = {
     'submit': '''
     SUBMISSION_FORMATS long_submission wide_submission aggregate is_long_sample SubmissionFormat register_format
     list_formats get_format format_problems make_submission max_submission_bytes read_submission validate_submission
-    rle_encode rle_decode prediction_string''',
+    write_submission rle_encode rle_decode prediction_string''',
     'kaggle_tools': '''
     KAGGLE_IMAGE REPLACEABLE PLATFORMS KaggleError is_kaggle_kernel competition_paths submit ImageFreeze read_freeze
     resolve_for_image project_root kaggle_image build_wheels check_install run_kit kernel_folder push_kernel''',
