@@ -370,6 +370,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'kit.train._one_process': ('train.html#_one_process', 'kit/train.py'),
                            'kit.train._oof': ('train.html#_oof', 'kit/train.py'),
                            'kit.train._precision': ('train.html#_precision', 'kit/train.py'),
+                           'kit.train._quiet': ('train.html#_quiet', 'kit/train.py'),
                            'kit.train._write_folds': ('train.html#_write_folds', 'kit/train.py'),
                            'kit.train.best_epoch': ('train.html#best_epoch', 'kit/train.py'),
                            'kit.train.make_learner': ('train.html#make_learner', 'kit/train.py'),

@@ -100,7 +100,7 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
         for split in ('train', 'test'): preprocess(comp[f'{split}_images'], out / f'cache_{split}', windows, size, workers=workers, progress=progress)
     with stage(times, 'train'):
         best = train(comp['train_images'], comp['train'], out / 'run', arch, size, epochs, lr=lr, cache=out / 'cache_train',
-                     windows=windows, workers=workers, seed=seed)
+                     windows=windows, workers=workers, seed=seed, progress=progress)
     with stage(times, 'predict'):
         sub, problems = write_submission(out / 'run', comp['test_images'], comp['sample'], out / 'submission.csv', cache=out / 'cache_test',
                                          workers=workers, progress=progress)

@@ -85,7 +85,7 @@ def _pick(p, positive, images, n, pick) -> list[str]:
     "The image ids to explain: `images`, else `n` chosen by `pick` from the predictions `p` and the truth `positive` (0/1 or None)."
     if images: return [i for i in images if i in p.index]
     if pick not in PICKS: raise ValueError(f"unknown pick {pick!r}: use {', '.join(PICKS)}")
-    if pick == 'top' or positive is None: return p.nlargest(n).index.tolist()
+    if pick == 'top' or positive is None: return (p[p >= 0.5] if (p >= 0.5).any() else p).nlargest(n).index.tolist()  # detections first
     y = positive.reindex(p.index)
     missed, false = p[y == 1].nsmallest(n).index.tolist(), p[y == 0].nlargest(n).index.tolist()
     if pick != 'loss': return missed if pick == 'missed' else false

@@ -6,9 +6,10 @@ with everything needed to predict and to reproduce."""
 # %% ../nbs/07_train.ipynb #34ae04e7
 from __future__ import annotations
 
+import io
 import logging
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from functools import partial
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def _distributed(learn):
         if torch.distributed.is_initialized(): torch.distributed.barrier(); torch.distributed.destroy_process_group()
 
 @contextmanager
+def _quiet(learn):
+    "No progress bar, no epoch table and no 'Better model found' line while the block runs (`kit -q`); metrics.csv still records them."
+    with learn.no_bar(), learn.no_logging(), redirect_stdout(io.StringIO()): yield
+
+@contextmanager
 def _one_process():
     "After a distributed fit, let the first process predict and export alone (fastai's `num_distrib` reads WORLD_SIZE)."
     world = os.environ.get('WORLD_SIZE')
@@ -211,11 +217,11 @@ def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_fold
                       versions=package_versions())
         (out / 'config.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
     cbs = [SaveModelCallback(monitor='valid_loss', fname='best')] + ([CSVLogger(fname='metrics.csv')] if rank_distrib() == 0 else [])
-    with _distributed(learn), (nullcontext() if progress else learn.no_bar()):
+    with _distributed(learn), (nullcontext() if progress else _quiet(learn)):
         learn.fit_one_cycle(epochs, float(lr), cbs=cbs)
     if rank_distrib() != 0: return {}
     with _one_process():
-        with nullcontext() if progress else learn.no_bar(): oof = _oof(learn, table, fold, label_cols)
+        with nullcontext() if progress else _quiet(learn): oof = _oof(learn, table, fold, label_cols)
         oof.to_csv(out / 'oof.csv', index=False)
         learn.export('model.pkl')  # with its progress callback, whatever `progress` was
     (out / 'best.pth').unlink(missing_ok=True)
