@@ -59,14 +59,13 @@ def images_figure(paths, names, windows):
 
 def windows_figure(cache, labels, windows, n=3, label='any', seed=0):
     "Cached images, `n` with `label` positive and `n` without, one column per window channel."
-    from kit.cache import cached_paths
+    from kit.cache import read_manifest
     from kit.data import read_labels
+    m = read_manifest(cache)
+    cached = {Path(s).stem: o for s, o, status in zip(m.source, m.output, m.status) if status != 'error'}
     wide = read_labels(labels)
-    manifest = pd.read_parquet(Path(cache) / 'manifest.parquet')
-    stems = {Path(s).stem: s for s in manifest.source[manifest.status != 'error']}
-    picks = label_examples(wide[wide.image.isin(stems)], label, n, seed)
-    paths = cached_paths(cache, [stems[i] for i in picks.image])
-    return images_figure(paths, [f'{i}\n{label}={y}' for i, y in zip(picks.image, picks[label])], windows)
+    picks = label_examples(wide[wide.image.isin(cached)], label, n, seed)
+    return images_figure([cached[i] for i in picks.image], [f'{i}\n{label}={y}' for i, y in zip(picks.image, picks[label])], windows)
 
 # %% ../nbs/15_demo.ipynb #e0b67c94
 @contextmanager
