@@ -18,13 +18,13 @@ import pandas as pd
 from .data import CsvError, is_long_format, n_workers, read_csv_file, split_long_ids
 from .demo import images_figure, label_examples, stage
 from .dicom import DicomError, get_dicom_files, is_dicom_file, read_dicom
-from .submit import SUBMISSION_FORMATS, is_long_sample, make_submission, validate_submission
+from .submit import SUBMISSION_FORMATS, SubmissionFormat, get_format, is_long_sample, write_submission
 
 # %% auto #0
 __all__ = ['MATCH_COLUMNS', 'IMAGE_IDS', 'HEADER_PROBES', 'SPLIT_NAME', 'LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR',
            'EPOCH_FIXED_S', 'RESERVE', 'LayoutError', 'Layout', 'split_folder', 'label_ids', 'header_ids', 'id_match',
-           'find_layout', 'SampleKey', 'sample_ids', 'key_candidates', 'sample_key', 'keyed_submission', 'Ladder',
-           'Plan', 'image_seconds', 'run_seconds', 'plan_training', 'measure_step', 'measure_render', 'pick_windows',
+           'find_layout', 'SampleKey', 'sample_ids', 'key_candidates', 'sample_key', 'sample_format', 'Ladder', 'Plan',
+           'image_seconds', 'run_seconds', 'plan_training', 'measure_step', 'measure_render', 'pick_windows',
            'default_out', 'baseline', 'baseline_report']
 
 # %% ../nbs/16_baseline.ipynb #3ba792d6
@@ -173,7 +173,12 @@ def _sample(root, csvs, given) -> Path:
     return found[0]
 
 # %% ../nbs/16_baseline.ipynb #3236c314
-def find_layout(input, train=None, test=None, labels=None, sample=None) -> Layout:
+def find_layout(input, # the competition folder
+                train=None, # the training DICOM folder, when the rules cannot tell
+                test=None, # the test DICOM folder, likewise
+                labels=None, # the label csv, likewise
+                sample=None # the sample submission, likewise
+               ) -> Layout:
     "The layout of competition folder `input`; the options name a part it cannot tell (folders, csvs; under `input` or as given)."
     root = Path(input)
     if not root.is_dir(): raise LayoutError(f'{input}: no such folder (the competition folder, e.g. input/SLUG or /kaggle/input/SLUG)')
@@ -211,7 +216,12 @@ def _how(name, label_match) -> str:
     if name in SUBMISSION_FORMATS: return SUBMISSION_FORMATS[name].how
     return 'max' if label_match in IMAGE_IDS and name not in IMAGE_IDS else 'mean'
 
-def sample_key(sample, meta, label_cols, label_match='stem', where='the sample') -> SampleKey:
+def sample_key(sample, # the sample submission
+               meta, # header table of the test images
+               label_cols, # the label names
+               label_match='stem', # what the labels' ids were matched by ('stem' or a header column): picks the mean or the max
+               where='the sample' # how the error names the sample
+              ) -> SampleKey:
     "The key of `sample`'s rows among the test images of `meta`: the first candidate holding every sample id; `LayoutError` when none does."
     ids, cands = sample_ids(sample, label_cols), key_candidates(meta)
     share = {name: ids.isin(set(k.dropna())).mean() for name, k in cands.items()}
@@ -223,20 +233,12 @@ def sample_key(sample, meta, label_cols, label_match='stem', where='the sample')
     return SampleKey(name, _how(name, label_match), cands[name])
 
 # %% ../nbs/16_baseline.ipynb #06de4f2b
-def _image_keys(preds, meta, keys) -> np.ndarray:
-    "The key of each row of `preds`: from the meta row of the same file (same order, as `predict` and `dicom_meta` list them), else by stem."
-    stems = meta.fname.map(lambda f: Path(f).stem).to_numpy()
-    if len(stems) == len(preds) and (stems == preds.image.to_numpy()).all(): return keys.to_numpy()
-    if pd.Series(stems).duplicated().any():
-        raise ValueError('test files share a name and the predictions do not follow the meta rows: cannot key them')
-    return preds.image.map(pd.Series(keys.to_numpy(), index=stems)).to_numpy()
-
-def keyed_submission(preds, meta, sample, key) -> pd.DataFrame:
-    "The submission for `sample` from per-image `preds`: images reduced to the sample's rows by `key` (`sample_key`) when it is not the file name."
-    if key.name != 'stem':
-        keys = _image_keys(preds, meta, key.keys)
-        preds = preds.drop(columns='image').groupby(keys).agg(key.how).rename_axis('image').reset_index()
-    return make_submission(preds, sample)
+def sample_format(key) -> SubmissionFormat:
+    "The submission format of sample key `key` (`sample_key`): images reduced to their key by `key.how`, or `auto` when the key is the file name."
+    if key.name == 'stem': return get_format('auto')
+    def keys(meta):  # the key of each test image, row for row with `meta` (file names may repeat across folders)
+        return pd.Series(key.keys.to_numpy(), index=meta.fname.map(lambda f: Path(f).stem).to_numpy())
+    return SubmissionFormat(f'key-{key.name}', keys, key.how, f'images reduced to {key.name} by the {key.how}')
 
 # %% ../nbs/16_baseline.ipynb #9111e112
 @dataclass(frozen=True)
@@ -283,7 +285,16 @@ def run_seconds(n_train, n_test, t, epochs) -> tuple[float, float]:
     epoch = n_train * t * EPOCH_FACTOR + EPOCH_FIXED_S
     return epoch, epochs * epoch + n_test * t / 3
 
-def plan_training(n_train, n_test, seconds, t0, gpu=False, arch=None, size=None, epochs=None, windows='') -> Plan:
+def plan_training(n_train, # training images
+                  n_test, # test images
+                  seconds, # the budget of training and prediction
+                  t0, # seconds per training image at the ladder's measured side
+                  gpu=False, # use the GPU ladder
+                  arch=None, # timm model (None: the ladder's)
+                  size=None, # image side (None: the largest that fits)
+                  epochs=None, # epochs (None: as many as fit)
+                  windows='' # windows, recorded in the plan
+                 ) -> Plan:
     "Arch, side and epochs that fit training on `n_train` images and predicting `n_test` in `seconds`, at `t0` s per image (ladder's side)."
     lad = LADDERS['gpu' if gpu else 'cpu']
     cost = lambda s, e: run_seconds(n_train, n_test, image_seconds(t0, lad.measured, s), e)
@@ -296,7 +307,13 @@ def plan_training(n_train, n_test, seconds, t0, gpu=False, arch=None, size=None,
     return Plan(arch or lad.arch, s, e, min(lad.bs, max(2, n_train // 4)), lad.precision, windows, total, seconds, note)
 
 # %% ../nbs/16_baseline.ipynb #bc0283e6
-def measure_step(arch, size, bs, device='cpu', n_out=1, steps=2) -> float:
+def measure_step(arch, # timm model name
+                 size, # image side
+                 bs, # batch size
+                 device='cpu', # 'cpu' or 'cuda'
+                 n_out=1, # outputs of the model
+                 steps=2 # timed passes after a first one
+                ) -> float:
     "Seconds per image of a forward and backward pass of timm model `arch` on random `bs` x 3 x `size` x `size` batches (fp16 on a GPU)."
     import timm, torch
     model = timm.create_model(arch, pretrained=False, num_classes=n_out).to(device)
@@ -398,8 +415,19 @@ def _train(layout, out, plan, workers, seed) -> dict:
                  windows=plan.windows, match=layout.match, precision=plan.precision, workers=workers, seed=seed)
 
 # %% ../nbs/16_baseline.ipynb #a2304c05
-def baseline(input, out=None, minutes=30., train=None, test=None, labels=None, sample=None, arch=None, size=None, epochs=None,
-             workers=None, seed=0, progress=False) -> dict:
+def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in a kernel)
+             out=None, # output folder (None: `default_out()`)
+             minutes=30., # time budget of the whole run
+             train=None, # the training DICOM folder, when `find_layout` cannot tell
+             test=None, # the test DICOM folder, likewise
+             labels=None, # the label csv, likewise
+             sample=None, # the sample submission, likewise
+             arch=None, # timm model (None: resnet18 on a CPU, resnet50 on a GPU)
+             size=None, # image side instead of the budget's choice
+             epochs=None, # epochs instead of the budget's choice
+             workers=None, # processes (None: all cores up to 8)
+             seed=0,
+             progress=False) -> dict:
     "Find the layout of competition folder `input`, then meta, audit, preprocess, train, predict and validate in about `minutes`; write `out`."
     start, times = time.perf_counter(), {}
     layout = find_layout(input, train, test, labels, sample)
@@ -414,14 +442,10 @@ def baseline(input, out=None, minutes=30., train=None, test=None, labels=None, s
     with stage(times, 'preprocess'): _preprocess(layout, out, plan, workers, progress)
     with stage(times, 'train'): best = _train(layout, out, plan, workers, seed)
     with stage(times, 'predict'):
-        from kit.infer import predict
-        preds = predict(out / 'run', layout.test, out / 'cache_test', workers=workers, progress=progress)
-        preds.to_csv(out / 'predictions.csv', index=False)
-        keyed_submission(preds, metas['test'], sample_df, key).to_csv(out / 'submission.csv', index=False)
-    with stage(times, 'validate'): problems = validate_submission(out / 'submission.csv', layout.sample)
+        sub, problems = write_submission(out / 'run', layout.test, sample_df, out / 'submission.csv', sample_format(key), out / 'cache_test',
+                                         metas['test'], workers=workers, progress=progress, predictions=out / 'predictions.csv')
     if problems: raise ValueError(f"{out / 'submission.csv'} is invalid: {problems[0]}")
-    res = dict(layout=layout, plan=plan, key=key, best_epoch=best, times=times, findings=findings, out=out, minutes=minutes,
-               rows=len(pd.read_csv(out / 'submission.csv')))
+    res = dict(layout=layout, plan=plan, key=key, best_epoch=best, times=times, findings=findings, out=out, minutes=minutes, rows=len(sub))
     _write(res)
     return res
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['log', 'MAX_SIZE', 'meta_cmd', 'synth_cmd', 'preprocess_cmd', 'train_cmd', 'predict_cmd', 'validate_cmd', 'submit_cmd',
+__all__ = ['log', 'MAX_SIZE', 'meta_cmd', 'preprocess_cmd', 'train_cmd', 'predict_cmd', 'validate_cmd', 'submit_cmd',
            'wheels_cmd', 'kernel_cmd', 'audit_cmd', 'eda_cmd', 'explain_cmd', 'anonymize_cmd', 'demo_cmd',
-           'baseline_cmd', 'make_parser', 'main']
+           'baseline_cmd', 'synth_cmd', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #9e7feed8
 log = logging.getLogger('kit')
@@ -69,31 +69,32 @@ _workers_arg = _number_arg(int, lambda n: n >= 0, 'a number of processes, 0 or m
 _count_arg = _number_arg(int, lambda n: n >= 1, 'a whole number, 1 or more')
 _gb_arg = _number_arg(float, lambda v: 0 < v < float('inf'), 'a positive number of GiB')
 
+def _shape_arg(s) -> tuple[int, int]:
+    "An argparse type: `H,W` in pixels."
+    parts = s.split(',')
+    if len(parts) != 2: raise argparse.ArgumentTypeError(f'expected H,W (rows,columns), got {s!r}')
+    return tuple(_size_arg(p.strip()) for p in parts)
+
 # %% ../nbs/90_cli.ipynb #ddcc2aaa
 def meta_cmd(args) -> int:
-    "Write the header DataFrame of `args.src` to `args.out` (parquet, or csv by suffix)."
-    from kit.meta import dicom_meta, write_meta
-    if not Path(args.src).exists(): raise FileNotFoundError(f'{args.src}: no such file or folder')
-    df = dicom_meta(args.src, pixel_stats=args.pixel_stats, workers=args.workers, window=args.window, progress=not args.quiet)
-    if df.empty:
-        log.error('no DICOM files under %s', args.src); return 1
-    out = write_meta(df, args.out)
-    errors = df[df['error'].notna()]
-    for fname, err in errors[['fname', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', fname, err)
-    if len(errors) > 10: log.warning('... and %d more errors (see the error column)', len(errors) - 10)
-    log.info('%d files, %d errors -> %s', len(df), len(errors), out)
+    "Write the header DataFrame of `args.src` to `args.out`."
+    from kit.meta import write_dicom_meta
+    write_dicom_meta(args.src, args.out, args.pixel_stats, args.workers, args.window, progress=not args.quiet)
     return 0
+
+def _add_meta(sub):
+    p = sub.add_parser('meta', help='header DataFrame of a folder of DICOMs',
+                       description='One row per DICOM file under SRC, one column per header element. '
+                                   'Example: kit meta train_images -o meta.parquet --pixel-stats')
+    p.add_argument('src', help='folder (searched recursively) or one DICOM file')
+    p.add_argument('-o', '--out', default='meta.parquet', help='output file: .parquet (default) or .csv')
+    p.add_argument('--pixel-stats', action='store_true', help='add img_min/max/mean/std/pct_window of the corrected pixels')
+    _lists(p.add_argument('--window', type=_window_arg, default=(80., 40.),
+                          help='a window (%(names)s) or width:level, for img_pct_window (default 80:40)'), 'window.list_windows')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
+    p.set_defaults(func=meta_cmd)
 
 # %% ../nbs/90_cli.ipynb #28b521af
-def synth_cmd(args) -> int:
-    "Write the synthetic competition to `args.out`."
-    from kit.synth import make_competition
-    paths = make_competition(args.out, n_patients=args.patients, slices=args.slices, size=args.size, seed=args.seed,
-                             workers=args.workers)
-    log.info('synthetic competition -> %s (%s)', args.out, ', '.join(p.name for p in paths.values()))
-    return 0
-
-# %% ../nbs/90_cli.ipynb #5bc1bda4
 def preprocess_cmd(args) -> int:
     "Cache windowed images of the DICOMs under `args.src` in `args.out`."
     from kit.cache import preprocess
@@ -101,7 +102,23 @@ def preprocess_cmd(args) -> int:
                           progress=not args.quiet, rebuild=args.rebuild)
     return 0 if len(manifest) else 1
 
-# %% ../nbs/90_cli.ipynb #d892d9b4
+def _add_preprocess(sub):
+    p = sub.add_parser('preprocess', help='cache small windowed images of a folder of DICOMs',
+                       description='Mirror SRC under OUT as PNG (1 or 3 windows), png16 (HU) or npy (any windows); '
+                                   'resumable, never half-written, OUT/manifest.parquet lists every file. '
+                                   'Example: kit preprocess train_images cache --windows brain,subdural,bone --size 256')
+    p.add_argument('src', help='folder of DICOM files (read only)')
+    p.add_argument('out', help='output folder')
+    _lists(p.add_argument('--windows', type=_windows_arg, default=None, help='comma-separated windows (%(names)s), width:level, header or hist '
+                                                                             '(default brain,subdural,bone)'), 'window.list_windows')
+    p.add_argument('--size', type=_size_arg, default=None, help='longest side in pixels (default: native size)')
+    p.add_argument('--crop', action='store_true', help='crop to the body (the non-air region) first')
+    p.add_argument('--format', choices=['png', 'png16', 'npy'], default='png', help='png (default), png16 (HU) or npy')
+    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
+    p.add_argument('--rebuild', action='store_true', help='replace a cache made with other settings')
+    p.set_defaults(func=preprocess_cmd)
+
+# %% ../nbs/90_cli.ipynb #5bc1bda4
 def train_cmd(args) -> int:
     "Train one fold (or all with `--folds`) and write the run folder."
     from kit.train import train, train_folds
@@ -118,7 +135,6 @@ def train_cmd(args) -> int:
     log.info('run -> %s', args.out)
     return 0
 
-# %% ../nbs/90_cli.ipynb #67fbcc2d
 def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
     from kit.submit import write_submission
@@ -138,113 +154,11 @@ def validate_cmd(args) -> int:
     sub = read_submission(args.submission, args.sample)
     return _report(validate_submission(sub, args.sample, probabilities=not args.any_range, fmt=args.format), args.submission, len(sub))
 
-# %% ../nbs/90_cli.ipynb #c4bcd018
 def submit_cmd(args) -> int:
     "Check a submission, then send it to Kaggle."
-    from kit.kaggle_tools import submit
-    log.info('%s', submit(args.submission, args.competition, args.message, args.sample))
+    from kit.kaggle_tools import submit_to_kaggle
+    log.info('%s', submit_to_kaggle(args.submission, args.competition, args.message, args.sample))
     return 0
-
-# %% ../nbs/90_cli.ipynb #d415934d
-def wheels_cmd(args) -> int:
-    "Build the wheels an internet-off kernel needs on its image."
-    from kit.kaggle_tools import build_wheels
-    whl = build_wheels(args.out, image=args.image, python=args.python, download=not args.no_download)
-    log.info('%d wheels -> %s; in the kernel:\n%s', len(whl), args.out, (Path(args.out) / 'INSTALL.txt').read_text().strip())
-    return 0
-
-def kernel_cmd(args) -> int:
-    "Write an inference kernel folder, or push one."
-    from kit.kaggle_tools import kernel_folder, push_kernel
-    if args.action == 'push': log.info('%s', push_kernel(args.folder)); return 0
-    kernel_folder(args.folder, args.user, args.competition, args.wheels, args.models, fmt=args.format, gpu=not args.cpu)
-    log.info('kernel -> %s (push it with: kit kernel push %s)', args.folder, args.folder)
-    return 0
-
-# %% ../nbs/90_cli.ipynb #54ddbe9f
-def audit_cmd(args) -> int:
-    "Rank header columns by how well each alone predicts the labels; print the findings and write the table."
-    from kit.audit import audit
-    res = audit(args.meta, args.labels, args.test_meta, args.match)
-    cols = [c for c in res.leaks.columns if c in ('column', 'n_values', 'best_label', 'best_auc', 'flag')]
-    print(res.leaks[cols].head(args.top).to_string(index=False, float_format='%.3f'))
-    print(res)
-    if args.out:
-        res.leaks.to_csv(args.out, index=False)
-        log.info('table -> %s', args.out)
-    return 0
-
-def eda_cmd(args) -> int:
-    "Write the EDA report of a header DataFrame."
-    from kit.eda import eda_report
-    pairs = [tuple(p.split(':')) for p in args.pairs]
-    page = eda_report(args.meta, args.out, args.labels, args.test_meta, pairs, args.match, workers=args.workers)
-    log.info('open %s', page)
-    return 0
-
-def explain_cmd(args) -> int:
-    "Saliency maps of a run on a folder of DICOMs, as a grid."
-    from kit.explain import cam_grid, explain
-    res = explain(args.run, args.data, args.cache, args.label, args.images, args.labels, args.n, args.layer, method=args.method, pick=args.pick)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cam_grid(res).savefig(args.out, dpi=100)
-    log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], args.out)
-    return 0
-
-def anonymize_cmd(args) -> int:
-    "De-identify a folder of DICOMs into another (salt from --salt, else $KIT_ANONYMIZE_SALT)."
-    from kit.anonymize import anonymize
-    report = anonymize(args.src, args.out, args.salt, args.keep, args.workers, not args.quiet)
-    for src, err in report[report.error.notna()][['source', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', src, err)
-    return 1 if report.error.notna().any() else 0
-
-# %% ../nbs/90_cli.ipynb #f17ec7d2
-def demo_cmd(args) -> int:
-    "Run the whole demo competition and report its score."
-    from kit.demo import run_demo
-    res = run_demo(args.out, args.patients, args.slices, args.dicom_size, args.size, args.epochs, args.lr, args.arch, args.workers,
-                   seed=args.seed, progress=not args.quiet)
-    log.info('submission %s scores %.4f (label prior %.4f) in %.0f s; report: %s', Path(args.out) / 'submission.csv',
-             res['score'], res['prior_score'], sum(res['times'].values()), Path(args.out) / 'report.md')
-    return 0 if res['score'] < res['prior_score'] else 1
-
-def baseline_cmd(args) -> int:
-    "Find a competition folder's layout, then run the whole workflow on it within --minutes; a layout it cannot tell is a usage error."
-    from kit.baseline import LayoutError, baseline
-    try: baseline(args.input, args.out, args.minutes, args.train, args.test, args.labels, args.sample, args.arch, args.size, args.epochs,
-                  args.workers, args.seed, progress=not args.quiet)
-    except LayoutError as e:
-        log.error('kit baseline: %s', e); return 2
-    return 0
-
-# %% ../nbs/90_cli.ipynb #569b405d
-def _add_meta(sub):
-    p = sub.add_parser('meta', help='header DataFrame of a folder of DICOMs',
-                       description='One row per DICOM file under SRC, one column per header element. '
-                                   'Example: kit meta train_images -o meta.parquet --pixel-stats')
-    p.add_argument('src', help='folder (searched recursively) or one DICOM file')
-    p.add_argument('-o', '--out', default='meta.parquet', help='output file: .parquet (default) or .csv')
-    p.add_argument('--pixel-stats', action='store_true', help='add img_min/max/mean/std/pct_window of the corrected pixels')
-    _lists(p.add_argument('--window', type=_window_arg, default=(80., 40.),
-                          help='a window (%(names)s) or width:level, for img_pct_window (default 80:40)'), 'window.list_windows')
-    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
-    p.set_defaults(func=meta_cmd)
-
-def _add_preprocess(sub):
-    p = sub.add_parser('preprocess', help='cache small windowed images of a folder of DICOMs',
-                       description='Mirror SRC under OUT as PNG (1 or 3 windows), png16 (HU) or npy (any windows); '
-                                   'resumable, never half-written, OUT/manifest.parquet lists every file. '
-                                   'Example: kit preprocess train_images cache --windows brain,subdural,bone --size 256')
-    p.add_argument('src', help='folder of DICOM files (read only)')
-    p.add_argument('out', help='output folder')
-    _lists(p.add_argument('--windows', type=_windows_arg, default=None, help='comma-separated windows (%(names)s), width:level, header or hist '
-                                                                             '(default brain,subdural,bone)'), 'window.list_windows')
-    p.add_argument('--size', type=_size_arg, default=None, help='longest side in pixels (default: native size)')
-    p.add_argument('--crop', action='store_true', help='crop to the body (the non-air region) first')
-    p.add_argument('--format', choices=['png', 'png16', 'npy'], default='png', help='png (default), png16 (HU) or npy')
-    p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
-    p.add_argument('--rebuild', action='store_true', help='replace a cache made with other settings')
-    p.set_defaults(func=preprocess_cmd)
 
 def _add_train(sub):
     p = sub.add_parser('train', help='train a timm backbone on a folder of DICOMs',
@@ -318,6 +232,22 @@ def _add_submit(sub):
     p.add_argument('--sample', default=None, help='sample_submission.csv to check against first (recommended)')
     p.set_defaults(func=submit_cmd)
 
+# %% ../nbs/90_cli.ipynb #d892d9b4
+def wheels_cmd(args) -> int:
+    "Build the wheels an internet-off kernel needs on its image."
+    from kit.kaggle_tools import build_wheels
+    whl = build_wheels(args.out, image=args.image, python=args.python, download=not args.no_download)
+    log.info('%d wheels -> %s; in the kernel:\n%s', len(whl), args.out, (Path(args.out) / 'INSTALL.txt').read_text().strip())
+    return 0
+
+def kernel_cmd(args) -> int:
+    "Write an inference kernel folder, or push one."
+    from kit.kaggle_tools import kernel_folder, push_kernel
+    if args.action == 'push': log.info('%s', push_kernel(args.folder)); return 0
+    kernel_folder(args.folder, args.user, args.competition, args.wheels, args.models, fmt=args.format, gpu=not args.cpu)
+    log.info('kernel -> %s (push it with: kit kernel push %s)', args.folder, args.folder)
+    return 0
+
 def _add_wheels(sub):
     p = sub.add_parser('wheels', help='wheels for an internet-off Kaggle kernel',
                        description="kit's wheel and exactly the wheels the kernel's image lacks, resolved by pip for that image: "
@@ -346,6 +276,43 @@ def _add_kernel(sub):
            'submit.list_formats')
     p.add_argument('--cpu', action='store_true', help='no GPU for the kernel (init)')
     p.set_defaults(func=kernel_cmd)
+
+# %% ../nbs/90_cli.ipynb #67fbcc2d
+def audit_cmd(args) -> int:
+    "Rank header columns by how well each alone predicts the labels; print the findings and write the table."
+    from kit.audit import audit
+    res = audit(args.meta, args.labels, args.test_meta, args.match)
+    cols = [c for c in res.leaks.columns if c in ('column', 'n_values', 'best_label', 'best_auc', 'flag')]
+    print(res.leaks[cols].head(args.top).to_string(index=False, float_format='%.3f'))
+    print(res)
+    if args.out:
+        res.leaks.to_csv(args.out, index=False)
+        log.info('table -> %s', args.out)
+    return 0
+
+def eda_cmd(args) -> int:
+    "Write the EDA report of a header DataFrame."
+    from kit.eda import eda_report
+    pairs = [tuple(p.split(':')) for p in args.pairs]
+    page = eda_report(args.meta, args.out, args.labels, args.test_meta, pairs, args.match, workers=args.workers)
+    log.info('open %s', page)
+    return 0
+
+def explain_cmd(args) -> int:
+    "Saliency maps of a run on a folder of DICOMs, as a grid."
+    from kit.explain import cam_grid, explain
+    res = explain(args.run, args.data, args.cache, args.label, args.images, args.labels, args.n, args.layer, method=args.method, pick=args.pick)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    cam_grid(res).savefig(args.out, dpi=100)
+    log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], args.out)
+    return 0
+
+def anonymize_cmd(args) -> int:
+    "De-identify a folder of DICOMs into another (salt from --salt, else $KIT_ANONYMIZE_SALT)."
+    from kit.anonymize import anonymize
+    report = anonymize(args.src, args.out, args.salt, args.keep, args.workers, not args.quiet)
+    for src, err in report[report.error.notna()][['source', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', src, err)
+    return 1 if report.error.notna().any() else 0
 
 def _add_audit(sub):
     p = sub.add_parser('audit', help='which header fields leak the label',
@@ -407,6 +374,35 @@ def _add_anonymize(sub):
     p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores; 0 runs in this process)')
     p.set_defaults(func=anonymize_cmd)
 
+# %% ../nbs/90_cli.ipynb #c4bcd018
+def demo_cmd(args) -> int:
+    "Run the whole demo competition and report its score."
+    from kit.demo import run_demo
+    res = run_demo(args.out, args.patients, args.slices, args.dicom_size, args.size, args.epochs, args.lr, args.arch, args.workers,
+                   seed=args.seed, progress=not args.quiet)
+    log.info('submission %s scores %.4f (label prior %.4f) in %.0f s; report: %s', Path(args.out) / 'submission.csv',
+             res['score'], res['prior_score'], sum(res['times'].values()), Path(args.out) / 'report.md')
+    return 0 if res['score'] < res['prior_score'] else 1
+
+def baseline_cmd(args) -> int:
+    "Find a competition folder's layout, then run the whole workflow on it within --minutes; a layout it cannot tell is a usage error."
+    from kit.baseline import LayoutError, baseline
+    try: baseline(args.input, args.out, args.minutes, args.train, args.test, args.labels, args.sample, args.arch, args.size, args.epochs,
+                  args.workers, args.seed, progress=not args.quiet)
+    except LayoutError as e:
+        log.error('kit baseline: %s', e); return 2
+    return 0
+
+def synth_cmd(args) -> int:
+    "Write the synthetic competition (head CT, or mammography with `--modality MG`) to `args.out`."
+    from kit.synth import make_competition, make_mammography
+    if args.modality == 'MG':
+        paths = make_mammography(args.out, n_patients=args.patients or 8, shape=args.shape, seed=args.seed, workers=args.workers)
+    else: paths = make_competition(args.out, n_patients=args.patients or 24, slices=args.slices, size=args.size, seed=args.seed,
+                                   workers=args.workers)
+    log.info('synthetic competition -> %s (%s)', args.out, ', '.join(p.name for p in paths.values()))
+    return 0
+
 def _add_demo(sub):
     p = sub.add_parser('demo', help='the whole workflow on a generated competition, with a report',
                        description='Generates the synthetic head-CT competition, then meta, audit, preprocess, train, predict and '
@@ -450,17 +446,21 @@ def _add_baseline(sub):
     p.set_defaults(func=baseline_cmd)
 
 def _add_synth(sub):
-    p = sub.add_parser('synth', help='write the synthetic head-CT competition',
-                       description='A small RSNA-ICH-style competition for trying kit. Example: kit synth demo --patients 40')
+    p = sub.add_parser('synth', help='write a synthetic competition: head CT, or mammography',
+                       description='A small RSNA-ICH-style head-CT competition for trying kit, or with --modality MG an '
+                                   'RSNA-screening-style one of big mammograms (JPEG 2000, JPEG lossless, uncompressed). '
+                                   'Example: kit synth demo --patients 40; kit synth mg --modality MG')
     p.add_argument('out', help='output folder')
-    p.add_argument('--patients', type=_count_arg, default=24, help='number of patients (default 24)')
-    p.add_argument('--slices', type=_count_arg, default=8, help='slices per patient (default 8)')
-    p.add_argument('--size', type=_size_arg, default=256, help='image side in pixels (default 256)')
+    p.add_argument('--modality', choices=['CT', 'MG'], default='CT', help='CT (default): head slices; MG: four mammograms a patient')
+    p.add_argument('--patients', type=_count_arg, default=None, help='number of patients (default 24 for CT, 8 for MG)')
+    p.add_argument('--slices', type=_count_arg, default=8, help='CT: slices per patient (default 8)')
+    p.add_argument('--size', type=_size_arg, default=256, help='CT: image side in pixels (default 256)')
+    p.add_argument('--shape', type=_shape_arg, default=(4096, 3328), help='MG: rows,columns of each image (default 4096,3328)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--workers', type=_workers_arg, default=1, help='processes (default 1)')
     p.set_defaults(func=synth_cmd)
 
-# %% ../nbs/90_cli.ipynb #0457ce4b
+# %% ../nbs/90_cli.ipynb #d415934d
 def make_parser() -> argparse.ArgumentParser:
     "The `kit` argument parser with its subcommands."
     parser = argparse.ArgumentParser(prog='kit', description='From a folder of DICOMs to a Kaggle submission.',
@@ -492,7 +492,6 @@ def _config_defaults(parser, argv):
         if action is None or action.dest in ('help', 'config'): p.error(f'--config {path}: {key!r} is not an option of kit {command}')
         action.default, action.required = value, False
 
-# %% ../nbs/90_cli.ipynb #49b9125c
 _WRITERS = {'meta': ('src', 'out'), 'preprocess': ('src', 'out'), 'anonymize': ('src', 'out'), 'predict': ('data', 'out')}
 
 def _check_paths(parser, args):

@@ -66,7 +66,10 @@ def _parse_error(path, e) -> CsvError:
     return CsvError(f"{path}: not a valid csv ({' '.join(str(e).split())})")
 
 # %% ../nbs/06_data.ipynb #a558bbd7
-def read_csv_file(path, max_bytes=None, what='this file', **kwargs) -> pd.DataFrame:
+def read_csv_file(path, # a csv file
+                  max_bytes=None, # refuse a larger file without parsing it (None: any size)
+                  what='this file', # what the file is, for the refusal's message
+                  **kwargs) -> pd.DataFrame:
     "The csv file `path` as a DataFrame; one line naming it and the cause when it is missing, empty, not text, over `max_bytes` or ragged."
     size = file_size(path)
     if size == 0: raise CsvError(f'{path}: empty file (no header line)')
@@ -84,7 +87,9 @@ def read_csv_file(path, max_bytes=None, what='this file', **kwargs) -> pd.DataFr
         except UnicodeDecodeError as e: raise CsvError(f'{path}: not UTF-8 text after its first {SNIFF_BYTES // 1024} KB ({e.reason})') from None
 
 # %% ../nbs/06_data.ipynb #11dd79ad
-def split_long_ids(ids, labels=None) -> tuple[pd.Series, pd.Series]:
+def split_long_ids(ids, # `<image>_<label>` ids
+                   labels=None # the known label names (None: split at the last `_`)
+                  ) -> tuple[pd.Series, pd.Series]:
     "`<image>_<label>` ids split into image and label: at the last `_`, or before the longest of `labels` that ends the id."
     ids = pd.Series(ids, dtype=str)
     if labels is None:
@@ -115,17 +120,20 @@ def _drop_repeats(df, source) -> pd.DataFrame:
         raise ValueError(f"{source}: id {first} has two labels ({' and '.join(map(str, df.iloc[:, 1][ids == first]))})")
     return df
 
-def read_labels(labels, id_col=None) -> pd.DataFrame:
-    "Labels (csv path or DataFrame), wide or long, as a wide table: `image` then one column per label."
-    df = read_csv_file(labels) if isinstance(labels, (str, os.PathLike)) else labels.copy()
+def read_labels(labels, # csv path or DataFrame, wide or long
+                id_col=None # the wide table's id column (None: its first)
+               ) -> pd.DataFrame:
+    "Labels (csv path or DataFrame), wide or long, as a wide table: `image` (text) then one column per label."
+    is_file = isinstance(labels, (str, os.PathLike))
+    df = read_csv_file(labels, converters={id_col or 0: str}) if is_file else labels.copy()  # ids as text: 00123 stays 00123
     if is_long_format(df):
-        df = _drop_repeats(df, labels if isinstance(labels, (str, os.PathLike)) else 'the labels')
+        df = _drop_repeats(df, labels if is_file else 'the labels')
         images, labs = split_long_ids(df.iloc[:, 0])
         wide = df.assign(image=images, label=labs).pivot(index='image', columns='label', values=df.columns[1])
         wide = wide.loc[list(dict.fromkeys(images)), list(dict.fromkeys(labs))]
         return wide.reset_index().rename_axis(columns=None)
     id_col = id_col or df.columns[0]
-    return df.rename(columns={id_col: 'image'})
+    return df.rename(columns={id_col: 'image'}).astype({'image': str})
 
 # %% ../nbs/06_data.ipynb #a8fdc2a3
 def infer_task(df, label_cols) -> str:
@@ -138,7 +146,10 @@ def infer_task(df, label_cols) -> str:
     return 'regression'
 
 # %% ../nbs/06_data.ipynb #5bef4c27
-def label_table(meta, labels, match='stem') -> pd.DataFrame:
+def label_table(meta, # header table of the files (`dicom_meta`), with `fname`
+                labels, # csv path or DataFrame, wide or long
+                match='stem' # what label ids are: 'stem' (file names) or a header column such as SOPInstanceUID
+               ) -> pd.DataFrame:
     "Wide labels joined to `meta` rows (with `fname` and `PatientID`) by file stem or a metadata column."
     labels = read_labels(labels)
     key = meta.fname.map(lambda f: Path(f).stem) if match == 'stem' else meta[match].astype(str)
@@ -149,7 +160,12 @@ def label_table(meta, labels, match='stem') -> pd.DataFrame:
     return df[df.fname.notna()].reset_index(drop=True)
 
 # %% ../nbs/06_data.ipynb #45a53246
-def patient_folds(df, n_folds=5, group='PatientID', stratify=None, seed=0) -> pd.Series:
+def patient_folds(df, # one row per image
+                  n_folds=5,
+                  group='PatientID', # column whose values stay in one fold (rows are their own group when it is absent)
+                  stratify=None, # label column to balance across folds (None: grouped only)
+                  seed=0 # shuffles the stratified split
+                 ) -> pd.Series:
     "The fold (0..n_folds-1) of each row, whole groups (patients) per fold, stratified by column `stratify`."
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
     groups = df[group].astype(str).values if group in df else np.arange(len(df))
@@ -175,8 +191,17 @@ class LabelColumns:
     def __call__(self, row): return row[self.cols].to_numpy(np.float32)
 
 # %% ../nbs/06_data.ipynb #e200d9df
-def dicom_dataloaders(df, label_cols, task, valid_fold=0, cache=None, windows=DEFAULT_WINDOWS, size=256, bs=32,
-                      augment=True, num_workers=None, seed=0):
+def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column
+                      label_cols, # the label columns
+                      task, # 'multi', 'single' or 'regression' (`infer_task`)
+                      valid_fold=0, # the fold held out for validation
+                      cache=None, # a `kit preprocess` folder of the same DICOMs (None: read the DICOMs)
+                      windows=DEFAULT_WINDOWS, # windows when reading DICOMs
+                      size=256, # image side
+                      bs=32, # batch size
+                      augment=True, # fastai's `aug_transforms` on the batch
+                      num_workers=None, # loading processes (None: all cores up to 8)
+                      seed=0):
     "fastai `DataLoaders` of table `df` (with `fname` and `fold`), fold `valid_fold` held out for validation."
     from fastai.data.block import CategoryBlock, DataBlock, MultiCategoryBlock, RegressionBlock
     from fastai.data.transforms import ColReader, IndexSplitter

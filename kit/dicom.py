@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import math
 import os
@@ -18,22 +19,24 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from PIL import Image
 from pydicom import config
 from pydicom.datadict import dictionary_VR
+from pydicom.encaps import get_frame
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         RLELossless)
+                         JPEG2000, JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1, RLELossless)
 
 # %% auto #0
 __all__ = ['DICOM_EXTS', 'DicomError', 'NotDicomError', 'TruncatedError', 'NoPixelDataError', 'MissingDecoderError',
            'MissingTagError', 'is_regular_file', 'has_dicom_preamble', 'is_dicom_file', 'path_text', 'get_dicom_files',
-           'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'check_pixel_length', 'stored_range',
-           'has_pixrep_bug', 'read_pixels', 'window', 'header_window_count', 'header_window', 'sort_slices',
-           'read_series']
+           'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'check_pixel_length', 'decode_reduction',
+           'box_reduce', 'stored_range', 'has_pixrep_bug', 'read_pixels', 'window', 'header_window_count',
+           'header_window', 'sort_slices', 'read_series']
 
 # %% ../nbs/00_dicom.ipynb #7680333a
 class DicomError(Exception):
@@ -292,6 +295,74 @@ def _decode(ds, path, frame=None) -> np.ndarray:
     if ds.PhotometricInterpretation == 'PALETTE COLOR': arr = apply_color_lut(arr, ds)
     return arr
 
+# %% ../nbs/00_dicom.ipynb #83a16c46
+_log = logging.getLogger(__name__)
+_J2K_SYNTAXES = (JPEG2000Lossless, JPEG2000)
+_LJPEG_SYNTAXES = (JPEGLossless, JPEGLosslessSV1)
+
+def decode_reduction(ds, size) -> int:
+    "How many times the image of `ds` can be halved with its longest side staying at least twice `size` (0 without a size)."
+    longest, halvings = max(int(ds.Rows), int(ds.Columns)), 0
+    while size and (longest >> (halvings + 1)) >= 2 * size: halvings += 1
+    return halvings
+
+def _j2k_header(codestream) -> tuple[int, bool, int]:
+    "Precision, signedness (first component) and decomposition levels of a JPEG 2000 codestream (T.800 A.5.1, A.6.1)."
+    if codestream[:4] != b'\xff\x4f\xff\x51': raise ValueError('not a raw JPEG 2000 codestream')
+    ssiz, pos = codestream[42], 4 + int.from_bytes(codestream[4:6], 'big')
+    while pos + 10 <= len(codestream) and codestream[pos] == 0xFF:
+        if codestream[pos + 1] == 0x52: return (ssiz & 0x7F) + 1, bool(ssiz & 0x80), codestream[pos + 9]  # COD
+        if codestream[pos + 1] == 0x90: break  # SOT: the tiles begin, no COD in the main header
+        pos += 2 + int.from_bytes(codestream[pos + 2:pos + 4], 'big')
+    raise ValueError('no COD marker in the main header')
+
+def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int]:
+    "Stored values of a one-component JPEG 2000 `codestream` decoded `reduce` resolution levels down (as far as it has), and the levels used."
+    precision, signed, levels = _j2k_header(codestream)
+    if precision > 16: raise ValueError(f'{precision}-bit JPEG 2000')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(codestream)) as im:
+            im.reduce = used = min(reduce, levels)
+            im.load()
+            arr = np.asarray(im)
+    arr = arr >> ((16 if arr.dtype == np.uint16 else 8) - precision)  # Pillow stretches the values to fill its mode
+    return (arr.astype(np.int32) - 2**(precision - 1) if signed else arr), used
+
+def box_reduce(arr, factor) -> np.ndarray:
+    "`(..., H, W)` averaged over `factor` x `factor` blocks (the last partial blocks dropped), as float32."
+    if factor == 1: return arr
+    lead, h, w = arr.shape[:-2], arr.shape[-2] // factor, arr.shape[-1] // factor
+    acc = {'f': np.float64, 'i': np.int64}.get(arr.dtype.kind, np.uint32)  # exact sums of stored values, rows first
+    rows = arr[..., :h * factor, :w * factor].reshape(*lead, h, factor, w * factor).sum(axis=-2, dtype=acc)
+    return (rows.reshape(*lead, h, w, factor).sum(axis=-1) / factor**2).astype(np.float32)
+
+def _imagecodecs():
+    "The `imagecodecs` module, or None when it is not installed."
+    try: import imagecodecs
+    except ImportError: return None
+    return imagecodecs
+
+def _fast_reduced(ds, frame, reduce) -> tuple[np.ndarray, int] | None:
+    "Stored values of a greyscale unsigned JPEG 2000 (reduced) or JPEG lossless (libjpeg-turbo) frame, or None when no fast path applies."
+    ts = ds.file_meta.TransferSyntaxUID
+    if ds.get('SamplesPerPixel', 1) != 1 or ds.get('PixelRepresentation', 0) or (frame is None and _n_frames(ds) > 1): return None
+    if ts not in _J2K_SYNTAXES + _LJPEG_SYNTAXES: return None
+    data = get_frame(ds.PixelData, frame or 0, number_of_frames=_n_frames(ds))
+    if ts in _J2K_SYNTAXES: arr, used = _j2k_reduced(data, reduce)
+    elif (codecs := _imagecodecs()) is None: return None
+    else: arr, used = codecs.jpeg8_decode(data), 0
+    if arr.shape[-2:] != (-(-int(ds.Rows) // 2**used), -(-int(ds.Columns) // 2**used)): raise ValueError(f'decoded shape {arr.shape}')
+    return arr, used
+
+def _decode_reduced(ds, path, frame, reduce) -> tuple[np.ndarray, int]:
+    "Stored values of `ds` decoded `reduce` halvings down where the codec can, else at full size; and the halvings done."
+    if reduce and ds.get('PhotometricInterpretation') != 'PALETTE COLOR':
+        try:
+            if (fast := _fast_reduced(ds, frame, reduce)) is not None: return fast
+        except Exception as e: _log.debug('%s: fast decoder failed (%s); decoding with pydicom', path, e)
+    return _decode(ds, path, frame), 0
+
 # %% ../nbs/00_dicom.ipynb #bbe745ed
 def stored_range(ds) -> tuple[float, float]:
     "The range of values the stored bits can hold, through the rescale (PS3.3 C.11.1)."
@@ -330,16 +401,25 @@ def _padding_mask(ds, raw):
     a, b = ds.PixelPaddingValue, ds.get('PixelPaddingRangeLimit', ds.PixelPaddingValue)
     return (raw >= min(a, b)) & (raw <= max(a, b))
 
-def _modality_lut(ds, arr, frame):
-    "Rescale `arr` by the top-level modality LUT, or the enhanced multi-frame functional groups."
-    if 'RescaleSlope' in ds or 'ModalityLUTSequence' in ds: return apply_modality_lut(arr, ds)
+def _rescale(arr, slope, intercept) -> np.ndarray:
+    "`arr * slope + intercept` as float32, without the float64 copy of the whole image that pydicom's `apply_modality_lut` makes."
+    px = arr.astype(np.float32)
+    if slope != 1: px *= np.float32(slope)
+    if intercept: px += np.float32(intercept)
+    return px
+
+def _modality_lut(ds, arr, frame) -> np.ndarray:
+    "Float32 `arr` rescaled by the top-level modality LUT, or the enhanced multi-frame functional groups."
+    if 'ModalityLUTSequence' in ds: return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if 'RescaleSlope' in ds or 'RescaleIntercept' in ds:
+        return _rescale(arr, float(ds.get('RescaleSlope', 1) or 1), float(ds.get('RescaleIntercept', 0) or 0))
     for grp in ('SharedFunctionalGroupsSequence', 'PerFrameFunctionalGroupsSequence'):
         items = ds.get(grp)
         if not items: continue
         item = items[frame or 0] if grp.startswith('PerFrame') and len(items) > (frame or 0) else items[0]
         pvt = item.get('PixelValueTransformationSequence')
-        if pvt: return arr * float(pvt[0].RescaleSlope) + float(pvt[0].RescaleIntercept)
-    return arr
+        if pvt: return _rescale(arr, float(pvt[0].RescaleSlope), float(pvt[0].RescaleIntercept))
+    return arr.astype(np.float32)
 
 # %% ../nbs/00_dicom.ipynb #565233eb
 def _fill_padding(ds, px, pad):
@@ -358,18 +438,23 @@ def _source(ds) -> str:
     name = getattr(ds, 'filename', None)
     return name if isinstance(name, str) else '<dataset>'
 
-def read_pixels(src, frame=None, fix_pixrep=True, fix_padding=True, invert_monochrome1=True) -> np.ndarray:
-    "Float32 pixels of `src` (path or dataset) in modality units (HU for CT), with the known gotchas fixed."
+def read_pixels(src, frame=None, fix_pixrep=True, fix_padding=True, invert_monochrome1=True, reduce=0) -> np.ndarray:
+    "Float32 pixels of `src` (path or dataset) in modality units (HU for CT), with the known gotchas fixed, halved `reduce` times."
     ds = src if isinstance(src, Dataset) else read_dicom(src)
     path = _source(ds)
     _check_decodable(ds, path, frame)
     _check_rescale(ds, path)
-    raw = _decode(ds, path, frame)
-    if ds.get('SamplesPerPixel', 1) > 1 or ds.PhotometricInterpretation == 'PALETTE COLOR': return raw.astype(np.float32)
+    colour = ds.get('SamplesPerPixel', 1) > 1 or ds.PhotometricInterpretation == 'PALETTE COLOR'
+    bug = fix_pixrep and has_pixrep_bug(ds)
+    raw, done = _decode_reduced(ds, path, frame, 0 if bug or colour else reduce)
+    if colour: return raw.astype(np.float32)
     pad = _padding_mask(ds, raw) if fix_padding else None
-    if fix_pixrep and has_pixrep_bug(ds): raw = _sign_extend(raw, 12)
-    px = np.asarray(_modality_lut(ds, raw, frame), dtype=np.float32)
-    if invert_monochrome1 and ds.PhotometricInterpretation == 'MONOCHROME1': px = sum(stored_range(ds)) - px
+    if bug: raw = _sign_extend(raw, 12)
+    if reduce > done:
+        raw = box_reduce(raw, 2**(reduce - done))
+        if pad is not None: pad = box_reduce(pad, 2**(reduce - done)) >= 0.5
+    px = _modality_lut(ds, raw, frame)
+    if invert_monochrome1 and ds.PhotometricInterpretation == 'MONOCHROME1': px = np.subtract(sum(stored_range(ds)), px, out=px)
     return _fill_padding(ds, px, pad) if fix_padding else px
 
 # %% ../nbs/00_dicom.ipynb #e7b2485e

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .cache import cached_paths, match_sources, preprocess, read_cache_settings, read_manifest
+from .cache import match_sources, preprocess, read_cache_settings, read_manifest
 from .data import n_workers, read_csv_file
 from .dicom import DicomError, get_dicom_files, path_text
 from .meta import parallel_map
@@ -65,7 +65,9 @@ def _model_cause(e, config) -> str:
         return f'{_one_line(e)}: it was exported with other versions of kit, fastai or timm than these'
     return f'{_one_line(e)}: the file is truncated or is not a model kit train exported; copy it again'
 
-def load_run(run, cpu=None):
+def load_run(run, # a `kit train` run folder
+             cpu=None # load on the CPU (None: unless there is a GPU)
+            ):
     "The exported learner of run folder `run` and its config; `RunError` in one line when either cannot be read."
     from fastai.learner import load_learner
     run = Path(run)
@@ -84,11 +86,15 @@ def _without_warnings(name):
     try: yield
     finally: logger.removeFilter(keep)
 
-def _cache_errors(cache, files) -> dict:
-    "The files of `files` that the manifest of `cache` records as errors, with their causes, in file order."
+def _cache_items(cache, files) -> tuple[list, dict]:
+    "The cached images of the readable `files` and the causes of the others, from the manifest of `cache` (read once); every file must be in it."
     m = read_manifest(cache)
     rows = match_sources(m, files)
-    return {f: m.error.iat[r] for f, r in zip(files, rows) if r >= 0 and m.status.iat[r] == 'error'}
+    if (absent := rows < 0).any():
+        raise ValueError(f'{absent.sum()} of {len(rows)} images are not in the cache {cache}, e.g. {path_text(files[absent.argmax()])}: '
+                         'give the cache made of these DICOMs')
+    failed = m.status.to_numpy()[rows] == 'error'
+    return m.output.to_numpy()[rows[~failed]].tolist(), {f: m.error.iat[r] for f, r, e in zip(files, rows, failed) if e}
 
 def _usable_cache(cache, settings, data) -> bool:
     "Whether the given `cache` holds images made with `settings`; when it does not, a line says so, or an error when `data` is None."
@@ -106,8 +112,7 @@ def _cached_items(files, data, settings, cache, workdir) -> tuple[list, dict]:
         cache = Path(workdir) / hashlib.md5(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         with _without_warnings('kit.cache'):
             preprocess(data, cache, settings['windows'] or None, settings['size'], settings['crop'], settings['format'], progress=False)
-    bad = _cache_errors(cache, files)
-    return cached_paths(cache, [f for f in files if f not in bad]), bad
+    return _cache_items(cache, files)
 
 # %% ../nbs/08_infer.ipynb #6a59af51
 def _item_error(i, ds) -> str | None:
@@ -127,7 +132,16 @@ def _dicom_errors(learn, files, workers, checked, progress) -> dict:
         checked[key] = {f: c for f, c in zip(files, causes) if c is not None}
     return checked[key]
 
-def readable_items(learn, config, files, data, cache, workdir, workers=None, progress=False, checked=None) -> tuple[list, dict]:
+def readable_items(learn, # the run's learner
+                   config, # the run's config (`read_config`)
+                   files, # the test DICOM files
+                   data, # their folder (None: the images of `cache`)
+                   cache, # a `kit preprocess` cache of them, used when made with the run's settings
+                   workdir, # where a cache made now goes
+                   workers=None, # processes checking DICOMs (None: all cores up to 8)
+                   progress=False,
+                   checked=None # unreadable files per test pipeline, shared between runs (None: not shared)
+                  ) -> tuple[list, dict]:
     "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths), and the unreadable files with their causes."
     if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir, )
     if data is None: raise ValueError('the run was trained on DICOMs and reads them to predict: give the test DICOM folder')
@@ -135,7 +149,9 @@ def readable_items(learn, config, files, data, cache, workdir, workers=None, pro
     return [str(f) for f in files if f not in bad], bad
 
 # %% ../nbs/08_infer.ipynb #c828c9fb
-def training_label_mean(run, cols=None) -> pd.Series:
+def training_label_mean(run, # a `kit train` run folder
+                        cols=None # names of the outputs (None: the labels, or the sorted classes)
+                       ) -> pd.Series:
     "The mean training label of run `run` per output `cols`: the rate of each 0/1 label, each class's frequency, or the mean target."
     run, config = Path(run), read_config(run)
     path = next((p for p in (run / 'folds.csv', run / 'oof.csv') if p.is_file()), None)
@@ -187,7 +203,14 @@ def _mean_preds(runs, outs, files) -> tuple[pd.DataFrame, dict]:
     if bad: values[~keep] = sum(mean()[cols].to_numpy() for _, _, mean in outs) / len(outs)
     return pd.DataFrame(values, columns=cols, index=pd.Index([Path(f).stem for f in files], name='image')), bad
 
-def predict(runs, data, cache=None, tta=False, bs=64, workers=None, strict=False, progress=True) -> pd.DataFrame:
+def predict(runs, # one run folder or several (their predictions are averaged)
+            data, # folder of the test DICOMs (None: the images of `cache`)
+            cache=None, # a `kit preprocess` cache of the test DICOMs
+            tta=False, # test-time augmentation (fastai's `tta`)
+            bs=64, # batch size
+            workers=None, # loading processes (None: all cores up to 8)
+            strict=False, # stop at the first unreadable test image (else it gets the training label mean)
+            progress=True) -> pd.DataFrame:
     "Mean predictions of `runs` (run folders) on the DICOMs under `data` (or the images of `cache`): `image`, a column per output; unreadable images get the label mean."
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
     if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')

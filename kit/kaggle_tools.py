@@ -28,7 +28,7 @@ from packaging.version import InvalidVersion, Version
 from .submit import validate_submission
 
 # %% auto #0
-__all__ = ['KAGGLE_IMAGE', 'REPLACEABLE', 'PLATFORMS', 'KaggleError', 'is_kaggle_kernel', 'competition_paths', 'submit',
+__all__ = ['KAGGLE_IMAGE', 'REPLACEABLE', 'PLATFORMS', 'KaggleError', 'is_kaggle_kernel', 'competition_paths', 'submit_to_kaggle',
            'ImageFreeze', 'read_freeze', 'resolve_for_image', 'project_root', 'kaggle_image', 'build_wheels',
            'check_install', 'run_kit', 'kernel_folder', 'push_kernel']
 
@@ -91,8 +91,12 @@ def _explain(exc, competition) -> KaggleError:
     return KaggleError(f"Kaggle answered {code or type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 # %% ../nbs/10_kaggle_tools.ipynb #16282847
-def submit(file, competition, message='', sample=None) -> str:
-    "Submit `file` to `competition` after checking it against `sample`; return Kaggle's answer."
+def submit_to_kaggle(file, # the submission csv
+                     competition, # the competition's slug, as in its URL
+                     message='', # the submission's description on Kaggle
+                     sample=None # sample_submission.csv to check `file` against first (None: no check)
+                    ) -> str:
+    "Upload `file` to Kaggle as a submission to `competition`, after checking it against `sample`; return Kaggle's answer."
     file = Path(file)
     if not file.is_file(): raise KaggleError(f'{file}: no such file')
     problems = validate_submission(file, sample) if sample is not None else []
@@ -202,7 +206,11 @@ def _no_version(image, name) -> KaggleError:
     return KaggleError(f'{image.path}: kit needs {name}, but the line {image.unknown[name]!r} gives no version: '
                        'write the list with pip list --format=freeze')
 
-def resolve_for_image(kit_wheel, image, python=None, replace=REPLACEABLE) -> list[dict]:
+def resolve_for_image(kit_wheel, # kit's wheel file
+                      image, # the image's package list: a freeze file or an `ImageFreeze`
+                      python=None, # the kernel's Python X.Y when the freeze has no `# python` line
+                      replace=REPLACEABLE # packages that may replace the image's older version
+                     ) -> list[dict]:
     "The distributions (name, version, url, sha256) that kit's wheel needs on the image `image` (a path or `ImageFreeze`), by pip's resolver."
     image = image if isinstance(image, ImageFreeze) else read_freeze(image)
     python = image.python or python
@@ -245,7 +253,11 @@ def kaggle_image() -> Path:
     return Path(str(files('kit') / KAGGLE_IMAGE))
 
 # %% ../nbs/10_kaggle_tools.ipynb #65e1a8cb
-def build_wheels(out, image=None, python=None, download=True) -> list[Path]:
+def build_wheels(out, # output folder; its name is the dataset name in INSTALL.txt
+                 image=None, # the kernel image's freeze file (None: Kaggle's published image)
+                 python=None, # the kernel's Python X.Y when the freeze has no `# python` line
+                 download=True # resolve and download the wheels the image lacks (False: kit's own only)
+                ) -> list[Path]:
     "kit's wheel and (when `download`) the wheels image `image` lacks (default: Kaggle's) in folder `out`, with INSTALL.txt."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -346,8 +358,17 @@ def _kernel_notebook(competition, wheels, models, test_dir, sample, fmt, root='/
     return dict(cells=cells, metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'),
                                            language_info=dict(name='python')), nbformat=4, nbformat_minor=5)
 
-def kernel_folder(out, user, competition, wheels, models, test_dir='test_images', sample='sample_submission.csv',
-                  fmt='auto', gpu=True, root='/kaggle') -> Path:
+def kernel_folder(out, # the kernel folder to write
+                  user, # your Kaggle user name
+                  competition, # the competition's slug
+                  wheels, # the dataset made from `kit wheels`
+                  models, # run folders inside your model datasets, as DATASET/RUN
+                  test_dir='test_images', # the test DICOM folder inside the competition's data
+                  sample='sample_submission.csv', # the sample submission inside the competition's data
+                  fmt='auto', # the submission format
+                  gpu=True, # ask Kaggle for a GPU
+                  root='/kaggle' # where Kaggle mounts the inputs (tests use a local folder)
+                 ) -> Path:
     "A folder with kernel-metadata.json and kernel.ipynb that predicts `competition`'s test set offline (under `root`, Kaggle's /kaggle)."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from .dicom import DicomError, get_dicom_files, path_text, quiet_uid_warnings, r
 
 # %% auto #0
 __all__ = ['LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'FolderBusyError', 'folder_lock', 'parallel_map', 'dicom_meta',
-           'write_meta', 'read_meta', 'join_labels']
+           'write_meta', 'read_meta', 'write_dicom_meta']
 
 # %% ../nbs/01_meta.ipynb #e090dcb7
 log = logging.getLogger(__name__)
@@ -124,16 +124,28 @@ def header_row(ds) -> dict:
     return res
 
 # %% ../nbs/01_meta.ipynb #f42a9096
-def pixel_stats(px, window=(80, 40)) -> dict:
+def _float64_chunks(px, size=2**20):
+    "The values of `px` in C order as float64, `size` at a time: a mammogram never gets a full float64 copy."
+    flat = np.ascontiguousarray(px).reshape(-1)
+    for start in range(0, len(flat), size): yield flat[start:start + size].astype(np.float64)
+
+def pixel_stats(px, # corrected pixels (HU for CT), as `read_pixels` returns them
+                window=(80, 40) # (width, level) of `img_pct_window`
+               ) -> dict:
     "Summary statistics of corrected pixels `px`, and the fraction inside `window` (width, level)."
     w, l = window
-    px = px.astype(np.float64) if px.dtype != np.float64 else px
-    return dict(img_min=float(px.min()), img_max=float(px.max()), img_mean=float(px.mean()), img_std=float(px.std()),
-                img_pct_window=float(((px >= l - w/2) & (px <= l + w/2)).mean()),
-                img_hash=hashlib.blake2b(np.ascontiguousarray(px).tobytes(), digest_size=8, person=str(px.shape).encode()[:16]).hexdigest())
+    mean, squares = float(px.mean(dtype=np.float64)), 0.
+    digest = hashlib.blake2b(digest_size=8, person=str(px.shape).encode()[:16])  # of the float64 values, whatever the type
+    for chunk in _float64_chunks(px):
+        digest.update(chunk.tobytes())
+        squares += float(np.square(chunk - mean).sum())
+    return dict(img_min=float(px.min()), img_max=float(px.max()), img_mean=mean, img_std=math.sqrt(squares / px.size),
+                img_pct_window=float(((px >= l - w/2) & (px <= l + w/2)).mean()), img_hash=digest.hexdigest())
 
 # %% ../nbs/01_meta.ipynb #54e73647
-def file_row(fn, pixel_stats_window=None) -> dict:
+def file_row(fn, # a DICOM file
+             pixel_stats_window=None # (width, level) to add pixel statistics with; None: the header alone
+            ) -> dict:
     "The header row of file `fn` (with pixel statistics when a window is given); failures become an `error`."
     try:
         ds = read_dicom(fn, header_only=pixel_stats_window is None, convert_uids=False)
@@ -261,7 +273,13 @@ def folder_lock(folder):
         try: yield folder
         finally: (folder / LOCK_FILE).unlink(missing_ok=True)  # still held: a run that opened it now is refused
 
-def parallel_map(f, items, workers=None, progress=True, on_crash=None, timeout=600) -> list:
+def parallel_map(f, # a picklable function of one item
+                 items, # what to apply it to
+                 workers=None, # processes (None: all cores; 0 or 1: this process)
+                 progress=True, # show a progress bar
+                 on_crash=None, # `(item, cause) -> result` for an item whose worker died or hung (None: raise)
+                 timeout=600 # seconds an item may take before its worker is killed
+                ) -> list:
     "`[f(o) for o in items]` over `workers` processes (all cores by default; 0 or 1 runs here), in order; an item whose worker dies or runs past `timeout` s gets `on_crash(item, cause)`."
     items = list(items)
     workers = os.cpu_count() if workers is None else workers
@@ -271,7 +289,11 @@ def parallel_map(f, items, workers=None, progress=True, on_crash=None, timeout=6
     return res
 
 # %% ../nbs/01_meta.ipynb #58f28d05
-def dicom_meta(src, pixel_stats=False, workers=None, window=(80, 40), progress=True) -> pd.DataFrame:
+def dicom_meta(src, # folder of DICOMs (searched recursively), one file, or a list of files
+               pixel_stats=False, # add the pixel statistics of `pixel_stats` (reads every image)
+               workers=None, # processes (None: all cores; 0 or 1: this process)
+               window=(80, 40), # (width, level) of `img_pct_window`
+               progress=True) -> pd.DataFrame:
     "The header DataFrame of the DICOM files in folder `src` (or the list of files `src`)."
     files = get_dicom_files(src) if isinstance(src, (str, os.PathLike)) else list(src)
     rows = parallel_map(partial(file_row, pixel_stats_window=window if pixel_stats else None), files, workers, progress, on_crash=_error_row)
@@ -299,11 +321,24 @@ def read_meta(path) -> pd.DataFrame:
     if not path.is_file(): raise FileNotFoundError(f'{path}: no such file (write it with: kit meta FOLDER -o {path.name})')
     return pd.read_csv(path) if path.suffix == '.csv' else pd.read_parquet(path)
 
-# %% ../nbs/01_meta.ipynb #b75d2e5b
-def join_labels(meta, labels, meta_id='SOPInstanceUID', label_id=None, how='left') -> pd.DataFrame:
-    "Join the `labels` table (DataFrame or csv path) to `meta` on `meta_id` == `label_id` (its first column by default)."
-    labels = pd.read_csv(labels) if isinstance(labels, (str, os.PathLike)) else labels
-    label_id = label_id or labels.columns[0]
-    key = meta.fname.map(lambda f: Path(f).stem) if meta_id == 'stem' else meta[meta_id]
-    if not key.isin(labels[label_id]).any(): log.warning('no id of the labels matches %s', meta_id)
-    return meta.assign(_key=key).merge(labels.rename(columns={label_id: '_key'}), on='_key', how=how).drop(columns='_key')
+# %% ../nbs/01_meta.ipynb #028334e6
+def _log_errors(df, limit=10) -> int:
+    "Log the first `limit` unreadable files of header DataFrame `df`, and how many more there are; return their count."
+    errors = df[df['error'].notna()]
+    for fname, err in errors[['fname', 'error']].head(limit).itertuples(index=False): log.warning('%s: %s', fname, err)
+    if len(errors) > limit: log.warning('... and %d more errors (see the error column)', len(errors) - limit)
+    return len(errors)
+
+def write_dicom_meta(src, # folder of DICOMs (searched recursively) or one DICOM file
+                     out='meta.parquet', # output file: parquet, or csv when it ends in `.csv`
+                     pixel_stats=False, # add the pixel statistics of `pixel_stats` (reads every image)
+                     workers=None, # processes (None: all cores; 0 or 1: this process)
+                     window=(80, 40), # (width, level) of `img_pct_window`
+                     progress=True) -> pd.DataFrame:
+    "The header DataFrame of the DICOMs under `src`, written whole to `out`; the first unreadable files are logged."
+    if not Path(src).exists(): raise FileNotFoundError(f'{src}: no such file or folder')
+    df = dicom_meta(src, pixel_stats, workers, window, progress)
+    if df.empty: raise FileNotFoundError(f'{src}: no DICOM files')
+    out = write_meta(df, out)
+    log.info('%d files, %d errors -> %s', len(df), _log_errors(df), out)
+    return df

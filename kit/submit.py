@@ -25,7 +25,10 @@ __all__ = ['SUBMISSION_FORMATS', 'long_submission', 'wide_submission', 'aggregat
            'rle_decode', 'prediction_string']
 
 # %% ../nbs/09_submit.ipynb #ab44c6fe
-def long_submission(preds, sample, key='image') -> pd.DataFrame:
+def long_submission(preds, # a `key` column and one column per label
+                    sample, # the long sample: `<id>_<label>`, value
+                    key='image' # the id column of `preds`
+                   ) -> pd.DataFrame:
     "Fill a long sample (`<id>_<label>`, value) from `preds` (a `key` column and one column per label)."
     id_col, val_col = sample.columns[:2]
     labels = [c for c in preds.columns if c != key]
@@ -36,7 +39,10 @@ def long_submission(preds, sample, key='image') -> pd.DataFrame:
     values = table.to_numpy()[table.index.get_indexer(ids), labs.map({l: i for i, l in enumerate(labels)}).to_numpy()]
     return pd.DataFrame({id_col: sample[id_col].values, val_col: values})
 
-def wide_submission(preds, sample, key='image') -> pd.DataFrame:
+def wide_submission(preds, # a `key` column and one column per target
+                    sample, # the wide sample: id, then one column per target
+                    key='image' # the id column of `preds`
+                   ) -> pd.DataFrame:
     "Fill a wide sample (id, then one column per target) from `preds` with the same target columns."
     id_col, targets = sample.columns[0], list(sample.columns[1:])
     table = preds.set_index(key)
@@ -48,11 +54,22 @@ def wide_submission(preds, sample, key='image') -> pd.DataFrame:
     return pd.concat([sample[[id_col]].reset_index(drop=True), out], axis=1)
 
 # %% ../nbs/09_submit.ipynb #8669181c
-def aggregate(preds, keys, how='mean', key='image') -> pd.DataFrame:
-    "Predictions per image reduced to one row per key (`keys`: a Series image id -> key) by `how` (mean or max)."
-    k = preds[key].map(keys)
-    if k.isna().any(): raise ValueError(f'{k.isna().sum()} images have no key, e.g. {preds[key][k.isna()].iloc[0]}')
-    return preds.drop(columns=key).groupby(k.values).agg(how).rename_axis(key).reset_index()
+def _image_keys(images, keys) -> np.ndarray:
+    "The key of each image id of `images`: `keys` row for row when it lists the same ids in the same order (ids may repeat then), else by id."
+    ids = keys.index.astype(str).to_numpy()
+    if len(ids) == len(images) and (ids == images.astype(str).to_numpy()).all(): return keys.to_numpy()
+    if (absent := ~images.astype(str).isin(set(ids))).any(): raise ValueError(f'{absent.sum()} images have no key, e.g. {images[absent].iloc[0]}')
+    if keys.index.duplicated().any(): raise ValueError('images share an id and the predictions do not follow the rows of the keys: cannot key them')
+    return images.astype(str).map(pd.Series(keys.to_numpy(), index=ids)).to_numpy()
+
+def aggregate(preds, # one row per image
+              keys, # Series image id -> key
+              how='mean', # 'mean' or 'max'
+              key='image' # the image id column of `preds`
+             ) -> pd.DataFrame:
+    "Predictions per image reduced to one row per key by `how` (mean or max); `keys`: a Series image id -> key (NaN: left out), row for row with `preds` when ids repeat."
+    k = _image_keys(preds[key], keys)
+    return preds.drop(columns=key).groupby(k).agg(how).rename_axis(key).reset_index()
 
 # %% ../nbs/09_submit.ipynb #c89c7bcf
 def is_long_sample(sample, labels) -> bool:
@@ -130,7 +147,10 @@ def _sample_label_problems(fmt, sample) -> list[str]:
         return [f'format {fmt.name} needs one row per image and label: {len(odd)} images have other counts, e.g. {odd.index[0]} with {odd.iloc[0]}']
     return []
 
-def format_problems(fmt, sample, labels=None) -> list[str]:
+def format_problems(fmt, # a format name, `module:name` or a `SubmissionFormat`
+                    sample, # the sample submission
+                    labels=None # the prediction columns (None: not checked)
+                   ) -> list[str]:
     "How `sample` (and the prediction columns `labels`, when given) break the rules of format `fmt`, one line each; empty when they fit."
     fmt, cols = get_format(fmt), [str(c) for c in sample.columns]
     if fmt.long and len(cols) != 2:
@@ -144,7 +164,11 @@ def format_problems(fmt, sample, labels=None) -> list[str]:
     return problems + (_sample_label_problems(fmt, sample) if fmt.labels and not problems else [])
 
 # %% ../nbs/09_submit.ipynb #61b44437
-def make_submission(preds, sample, fmt='auto', meta=None) -> pd.DataFrame:
+def make_submission(preds, # per-image predictions: `image`, then one column per label (as `predict` returns them)
+                    sample, # csv path or DataFrame
+                    fmt='auto', # a format name, `module:name` or a `SubmissionFormat`
+                    meta=None # header table of the test images, for formats that aggregate
+                   ) -> pd.DataFrame:
     "The submission for `sample` (DataFrame or csv) from per-image `preds`, in format `fmt` (a name, `module:name` or a `SubmissionFormat`)."
     sample = read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
     fmt, labels = get_format(fmt), [c for c in preds.columns if c != 'image']
@@ -165,7 +189,11 @@ def read_submission(path, sample) -> pd.DataFrame:
     return read_csv_file(path, max_bytes=max_submission_bytes(sample), what='a submission for the sample')
 
 # %% ../nbs/09_submit.ipynb #63882457
-def validate_submission(sub, sample, probabilities=True, fmt='auto') -> list[str]:
+def validate_submission(sub, # the submission, csv path or DataFrame
+                        sample, # the sample submission, csv path or DataFrame
+                        probabilities=True, # values must be in [0, 1]
+                        fmt='auto' # the sample must fit this format's rules too
+                       ) -> list[str]:
     "The problems of submission `sub` against `sample` (DataFrames or csv paths) and the rules of format `fmt`, one line each; empty when valid."
     sub = read_submission(sub, sample) if isinstance(sub, (str, os.PathLike)) else sub
     sample = read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
@@ -185,8 +213,26 @@ def validate_submission(sub, sample, probabilities=True, fmt='auto') -> list[str
     return problems
 
 # %% ../nbs/09_submit.ipynb #a18b8b49
-def write_submission(runs, data, sample, out='submission.csv', fmt='auto', cache=None, meta=None, tta=False, bs=64, workers=None,
-                     strict=False, progress=True) -> tuple[pd.DataFrame, list[str]]:
+def _write_csv(df, path) -> pd.DataFrame:
+    "Write `df` to csv `path` (its folder made); return `df`."
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+def write_submission(runs, # run folders of `kit train` (their predictions are averaged)
+                     data, # folder of the test DICOMs (None: the images of `cache`)
+                     sample, # the competition's sample submission (csv path or DataFrame)
+                     out='submission.csv', # where the submission is written
+                     fmt='auto', # a format name, `module:name` or a `SubmissionFormat`
+                     cache=None, # a `kit preprocess` cache of the test DICOMs
+                     meta=None, # the test images' header table (path or DataFrame), for formats that aggregate
+                     tta=False, # test-time augmentation
+                     bs=64, # batch size
+                     workers=None, # processes (None: all cores)
+                     strict=False, # stop at the first unreadable test image (else it gets the training label mean)
+                     progress=True,
+                     predictions=None # csv to write the per-image predictions to as well (None: not written)
+                    ) -> tuple[pd.DataFrame, list[str]]:
     "Predict the test images under `data` (or of `cache`) with `runs`, write the submission for `sample` to `out`; return it and its problems."
     from kit.cache import cache_meta
     from kit.infer import predict
@@ -194,12 +240,11 @@ def write_submission(runs, data, sample, out='submission.csv', fmt='auto', cache
     fmt, sample = get_format(fmt), read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
     if problems := format_problems(fmt, sample): raise ValueError('; '.join(problems))
     preds = predict(runs, data, cache, tta, bs, workers, strict, progress)
+    if predictions is not None: _write_csv(preds, predictions)
     if isinstance(meta, (str, os.PathLike)): meta = read_meta(meta)
     if meta is None and fmt.key is not None:
         meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache)
-    sub = make_submission(preds, sample, fmt, meta)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    sub.to_csv(out, index=False)
+    sub = _write_csv(make_submission(preds, sample, fmt, meta), out)
     return sub, validate_submission(sub, sample)
 
 # %% ../nbs/09_submit.ipynb #f5259d5e

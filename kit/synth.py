@@ -13,11 +13,14 @@ import pandas as pd
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from .dicom import quiet_uid_warnings
-from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless,
-                         RLELossless, PYDICOM_IMPLEMENTATION_UID)
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import (CTImageStorage, DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless, PYDICOM_IMPLEMENTATION_UID)
 
 # %% auto #0
-__all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'head_phantom', 'lesion_mask', 'ct_dataset', 'make_competition']
+__all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'MG_SYNTAXES', 'head_phantom', 'lesion_mask', 'ct_dataset',
+           'make_competition', 'breast_phantom', 'mg_dataset', 'make_mammography']
 
 # %% ../nbs/02_synth.ipynb #810fc018
 LESIONS = ('intraparenchymal', 'intraventricular', 'subdural')
@@ -72,10 +75,10 @@ def lesion_mask(size=256, seed=0, lesions=(), scale=1.0) -> np.ndarray:
     return _phantom(size, seed, lesions, False, scale)[1]
 
 # %% ../nbs/02_synth.ipynb #175b013b
-def _file_meta(uid, ts) -> FileMetaDataset:
-    "File meta information for a CT image `uid` in transfer syntax `ts`."
+def _file_meta(uid, ts, sop_class=CTImageStorage) -> FileMetaDataset:
+    "File meta information for an image `uid` of `sop_class` in transfer syntax `ts`."
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, uid
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, uid
     meta.TransferSyntaxUID, meta.ImplementationClassUID = ts, PYDICOM_IMPLEMENTATION_UID
     return meta
 
@@ -166,4 +169,87 @@ def make_competition(out, n_patients=24, slices=8, size=256, test_frac=0.25, see
     _long_labels(df[~test]).to_csv(paths['train'], index=False)
     _long_labels(df[test]).to_csv(paths['solution'], index=False)
     _long_labels(df[test]).assign(Label=0.5).to_csv(paths['sample'], index=False)
+    return paths
+
+# %% ../nbs/02_synth.ipynb #5177ebde
+MG_SYNTAXES = (JPEG2000Lossless, JPEGLosslessSV1, ExplicitVRLittleEndian)
+
+def _smooth_noise(rng, shape, cell) -> np.ndarray:
+    "Float32 noise of `shape` that varies over about `cell` pixels (coarse noise, bicubically enlarged)."
+    h, w = shape
+    coarse = rng.standard_normal((h // cell + 2, w // cell + 2), dtype=np.float32)
+    return np.asarray(Image.fromarray(coarse, mode='F').resize((w, h), Image.BICUBIC))
+
+def breast_phantom(shape=(4096, 3328), seed=0, laterality='L', lesion=False, bits=12) -> np.ndarray:
+    "A uint16 mammogram of `shape` with `bits` stored bits, bright is dense; the breast on the `laterality` side, a mass if `lesion`."
+    rng, (h, w) = np.random.default_rng(seed), shape
+    y, x = np.ogrid[:h, :w]
+    depth = (x if laterality == 'L' else w - 1 - x) / (w * rng.uniform(0.6, 0.75))
+    r2 = ((y - h * rng.uniform(0.45, 0.55)) / (h * rng.uniform(0.4, 0.46)))**2 + depth**2
+    inside = r2 < 1
+    img = (0.35 + 0.25 * np.sqrt(np.clip(1 - r2, 0, 1)) + 0.06 * _smooth_noise(rng, shape, 64)).astype(np.float32)
+    if lesion:
+        cy, cx = h * rng.uniform(0.35, 0.65), w * rng.uniform(0.15, 0.35)
+        cx = cx if laterality == 'L' else w - 1 - cx
+        img += 0.12 * np.exp(-((y - cy)**2 + (x - cx)**2) / (2 * (min(h, w) * 0.025)**2)).astype(np.float32)
+    img = np.where(inside, img, 0.02) + rng.standard_normal(shape, dtype=np.float32) * 0.005
+    return np.clip(img * (2**bits - 1), 0, 2**bits - 1).astype(np.uint16)
+
+def _encode_ljpeg(ds, img):
+    "Store `img` in `ds` as JPEG lossless, first-order prediction (1.2.840.10008.1.2.4.70), through imagecodecs."
+    try: import imagecodecs
+    except ImportError: raise ImportError('writing JPEG lossless needs imagecodecs: pip install imagecodecs') from None
+    ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(img, lossless=True, predictor=1, bitspersample=int(ds.BitsStored))])
+    ds['PixelData'].VR = 'OB'
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+
+def mg_dataset(img, uid='1.2.3.4', patient='10000', laterality='L', view='CC', ts=JPEG2000Lossless, bits=12,
+               monochrome1=False, voi_function='LINEAR') -> Dataset:
+    "A Digital Mammography (For Presentation) dataset holding `img` (bright is dense), encoded in `ts`."
+    with quiet_uid_warnings():
+        ds = Dataset()
+        ds.file_meta = _file_meta(uid, ExplicitVRLittleEndian, DigitalMammographyXRayImageStorageForPresentation)
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = DigitalMammographyXRayImageStorageForPresentation, uid, 'MG'
+        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = patient, f'{uid}.1', f'{uid}.2'
+        ds.ImageLaterality, ds.ViewPosition, ds.PresentationIntentType = laterality, view, 'FOR PRESENTATION'
+        ds.Rows, ds.Columns, ds.SamplesPerPixel = *img.shape, 1
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+        ds.PhotometricInterpretation = 'MONOCHROME1' if monochrome1 else 'MONOCHROME2'
+        stored = (2**bits - 1 - img).astype(np.uint16) if monochrome1 else img
+        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 2**(bits - 1), 2**bits * 0.6, voi_function
+        ds.PixelData = stored.tobytes()
+        if ts == JPEGLosslessSV1: _encode_ljpeg(ds, stored)
+        elif ts != ExplicitVRLittleEndian: ds.compress(ts, stored, generate_instance_uid=False)
+    return ds
+
+def _write_mammogram(args) -> dict:
+    "Write one mammogram; return its row (ids, path, label)."
+    folder, patient, image, laterality, view, cancer, k, shape, seed = args
+    img = breast_phantom(shape, seed=seed + k, laterality=laterality, lesion=bool(cancer))
+    ds = mg_dataset(img, uid=f'1.2.826.0.1.3680043.10.543.{seed}.{image}', patient=patient, laterality=laterality, view=view,
+                    ts=MG_SYNTAXES[k % len(MG_SYNTAXES)], monochrome1=k % 4 == 3, voi_function='SIGMOID' if k % 5 == 4 else 'LINEAR')
+    fn = Path(folder) / patient / f'{image}.dcm'
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_uid_warnings(): ds.save_as(fn, enforce_file_format=True)
+    return dict(image_id=image, patient_id=patient, fname=str(fn), cancer=cancer)
+
+def make_mammography(out, n_patients=4, shape=(4096, 3328), test_frac=0.25, seed=0, workers=1) -> dict:
+    "Write a synthetic RSNA-screening-style mammography competition to `out` (four views a patient); return the paths written."
+    out, rng = Path(out), np.random.default_rng(seed)
+    n_test, jobs = int(round(n_patients * test_frac)), []
+    for p in range(n_patients):
+        folder, side = out / ('test_images' if p < n_test else 'train_images'), rng.choice(['L', 'R', None])
+        for v, (lat, view) in enumerate([(l, v) for l in 'LR' for v in ('CC', 'MLO')]):
+            k = 4 * p + v
+            jobs.append((folder, str(10000 + p), str(20000 + k), lat, view, int(lat == side), k, tuple(shape), seed))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as ex: rows = list(ex.map(_write_mammogram, jobs))
+    else: rows = list(map(_write_mammogram, jobs))
+    df = pd.DataFrame(rows)
+    test = df.fname.str.contains('test_images')
+    paths = dict(train=out/'train.csv', sample=out/'sample_submission.csv', solution=out/'solution.csv',
+                 train_images=out/'train_images', test_images=out/'test_images')
+    df.loc[~test, ['image_id', 'cancer']].to_csv(paths['train'], index=False)
+    df.loc[test, ['image_id', 'cancer']].to_csv(paths['solution'], index=False)
+    df.loc[test, ['image_id']].assign(cancer=0.5).to_csv(paths['sample'], index=False)
     return paths

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 from PIL import Image
 
-from .dicom import header_window, read_dicom, read_pixels, window
+from .dicom import decode_reduction, header_window, read_dicom, read_pixels, window
 
 # %% auto #0
 __all__ = ['DEFAULT_WINDOWS', 'WINDOWS', 'register_window', 'list_windows', 'WindowSpec', 'parse_window', 'parse_windows',
@@ -81,7 +81,7 @@ def window_channels(px, specs, ds=None, bins=None) -> np.ndarray:
             if ds is None: raise ValueError('the header window needs the dataset')
             out.append(header_window(ds, px))
         else: out.append(window(px, spec.level, spec.width))
-    return np.stack(out).astype(np.float32)
+    return np.stack(out).astype(np.float32, copy=False)
 
 # %% ../nbs/03_window.ipynb #2d105fb3
 def body_bbox(px, thresh=None, min_frac=0.02) -> tuple[int, int, int, int]:
@@ -126,10 +126,22 @@ def fit_pixels(px, size=None, crop_body=False, square=False) -> np.ndarray:
     if square: px = pad_square(px, float(px.min()))
     return resize_longest(px[None], size)[0] if size else px
 
+def _crop_reduction(px, reduce, size) -> int:
+    "Fewer halvings than `reduce` when the body crop of `px` (already halved `reduce` times) would be shorter than twice `size`."
+    top, left, bottom, right = body_bbox(px)
+    side = max(bottom - top, right - left)
+    while reduce and side < 2 * size: reduce, side = reduce - 1, side * 2
+    return reduce
+
 def dicom_pixels(ds, size=None, crop_body=False, square=False, **kwargs) -> np.ndarray:
-    "`(H, W)` float32 corrected pixels of dataset `ds`, fitted by `fit_pixels`; `kwargs` go to `read_pixels`."
-    px = read_pixels(ds, frame=0 if int(ds.get('NumberOfFrames') or 1) > 1 else None, **kwargs)
-    return fit_pixels(px.mean(-1) if px.ndim == 3 else px, size, crop_body, square)
+    "`(H, W)` float32 corrected pixels of dataset `ds`, decoded no bigger than `size` needs, fitted by `fit_pixels`; `kwargs` go to `read_pixels`."
+    frame = 0 if int(ds.get('NumberOfFrames') or 1) > 1 else None
+    reduce = kwargs.pop('reduce', decode_reduction(ds, size))
+    px = read_pixels(ds, frame=frame, reduce=reduce, **kwargs)
+    px = px.mean(-1) if px.ndim == 3 else px
+    if crop_body and reduce and (fewer := _crop_reduction(px, reduce, size)) < reduce:
+        px = read_pixels(ds, frame=frame, reduce=fewer, **kwargs)
+    return fit_pixels(px, size, crop_body, square)
 
 def dicom_channels(src, specs=DEFAULT_WINDOWS, size=None, crop_body=False, square=False, bins=None, **kwargs) -> np.ndarray:
     "`(C, H, W)` float32 windows of DICOM file (or dataset) `src`, optionally body-cropped, squared and resized."

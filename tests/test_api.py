@@ -11,13 +11,14 @@ API = {
     'dicom': '''
     DICOM_EXTS DicomError NotDicomError TruncatedError NoPixelDataError MissingDecoderError MissingTagError
     is_regular_file has_dicom_preamble is_dicom_file path_text get_dicom_files quiet_uid_warnings max_decode_bytes
-    read_dicom check_pixel_length stored_range has_pixrep_bug read_pixels window header_window_count header_window
+    read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels window header_window_count header_window
     sort_slices read_series''',
     'meta': '''
     LOCK_FILE header_row pixel_stats file_row FolderBusyError folder_lock parallel_map dicom_meta write_meta read_meta
-    join_labels''',
+    write_dicom_meta''',
     'synth': '''
-    LESIONS LABELS TRANSFER_SYNTAXES head_phantom lesion_mask ct_dataset make_competition''',
+    LESIONS LABELS TRANSFER_SYNTAXES MG_SYNTAXES head_phantom lesion_mask ct_dataset make_competition breast_phantom
+    mg_dataset make_mammography''',
     'window': '''
     DEFAULT_WINDOWS WINDOWS register_window list_windows WindowSpec parse_window parse_windows freqhist_bins hist_scaled
     window_channels body_bbox crop_bbox resize_longest pad_square fit_pixels dicom_pixels dicom_channels''',
@@ -39,7 +40,7 @@ API = {
     list_formats get_format format_problems make_submission max_submission_bytes read_submission validate_submission
     write_submission rle_encode rle_decode prediction_string''',
     'kaggle_tools': '''
-    KAGGLE_IMAGE REPLACEABLE PLATFORMS KaggleError is_kaggle_kernel competition_paths submit ImageFreeze read_freeze
+    KAGGLE_IMAGE REPLACEABLE PLATFORMS KaggleError is_kaggle_kernel competition_paths submit_to_kaggle ImageFreeze read_freeze
     resolve_for_image project_root kaggle_image build_wheels check_install run_kit kernel_folder push_kernel''',
     'audit': '''
     SUSPECT SKIP column_auc audit_columns meta_table label_problems Audit leak_table drift_table audit''',
@@ -56,7 +57,7 @@ API = {
     'baseline': '''
     MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE
     LayoutError Layout split_folder label_ids header_ids id_match find_layout SampleKey sample_ids key_candidates
-    sample_key keyed_submission Ladder Plan image_seconds run_seconds plan_training measure_step measure_render
+    sample_key sample_format Ladder Plan image_seconds run_seconds plan_training measure_step measure_render
     pick_windows default_out baseline baseline_report''',
 }
 
