@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .dicom import DICOM_EXTS, DicomError, get_dicom_files, path_text, read_dicom
+from .dicom import DICOM_EXTS, DicomError, get_dicom_files, path_text, read_dicom, slice_position
 from .meta import folder_lock, parallel_map, write_meta
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
 __all__ = ['FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'HEADER_COLUMNS', 'cache_settings',
            'output_path', 'cache_array', 'cache_file', 'read_manifest', 'read_cache_settings', 'match_sources',
-           'cached_paths', 'cache_meta', 'preprocess']
+           'cached_paths', 'check_positions', 'cache_meta', 'preprocess']
 
 # %% ../nbs/04_cache.ipynb #f0b0b7a8
 log = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ def _stored_shape(path, fmt) -> tuple[int, int] | None:
     except Exception: return None
 
 def _header_ids(ds) -> dict:
-    "The `HEADER_COLUMNS` of dataset `ds`, as text (None when absent or empty)."
-    return {k: str(v) if (v := ds.get(k)) not in (None, '') else None for k in HEADER_COLUMNS}
+    "The `HEADER_COLUMNS` of dataset `ds`, as text (None when absent or empty), and its `slice_position` in its series."
+    return {**{k: str(v) if (v := ds.get(k)) not in (None, '') else None for k in HEADER_COLUMNS}, 'slice_position': slice_position(ds)}
 
 def _paths(fn, src, settings) -> dict:
     "The manifest's paths of `fn`: relative to `src` and to the cache, as UTF-8 text with `/`."
@@ -164,11 +164,17 @@ def cached_paths(cache, sources) -> list[str]:
                                  'give the cache made of these DICOMs')
     return m.output.to_numpy()[rows].tolist()
 
-def cache_meta(cache) -> pd.DataFrame:
-    "The images of `cache` as a header table to train or predict without the DICOMs: `fname` (the source path in the manifest) and the ids."
+def check_positions(manifest, cache):
+    "Refuse, in one line, a manifest without slice positions (an older kit made it) where neighbouring slices are needed."
+    if 'slice_position' not in manifest:
+        raise ValueError(f'{cache}: its manifest has no slice positions (an older kit made it): run kit preprocess into it again, it keeps the images')
+
+def cache_meta(cache, positions=False) -> pd.DataFrame:
+    "The images of `cache` as a header table to train or predict without the DICOMs: `fname` (the source path in the manifest), the ids, the slice positions (required when `positions`)."
     m = read_manifest(cache)
+    if positions: check_positions(m, cache)
     m = m[m.status != 'error'].reset_index(drop=True)
-    return m[['source', *[c for c in HEADER_COLUMNS if c in m]]].rename(columns={'source': 'fname'})
+    return m[['source', *[c for c in (*HEADER_COLUMNS, 'slice_position') if c in m]]].rename(columns={'source': 'fname'})
 
 # %% ../nbs/04_cache.ipynb #2c86dea7
 def _check_settings(out, settings, files, src, rebuild):
@@ -200,7 +206,7 @@ def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers
         start = time.perf_counter()
         job = partial(cache_file, src=src, out=out, settings=settings)
         rows = parallel_map(job, files, workers, progress, on_crash=partial(_error_row, src=src, out=out, settings=settings))
-        manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', *HEADER_COLUMNS, 'height', 'width'])
+        manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', *HEADER_COLUMNS, 'slice_position', 'height', 'width'])
         manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
                                    format=fmt, offset=settings['offset'])
         write_meta(manifest, out / MANIFEST_FILE)

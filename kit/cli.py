@@ -125,7 +125,7 @@ def train_cmd(args) -> int:
     lr = args.lr if args.lr == 'auto' else float(args.lr)
     kw = dict(arch=args.arch, size=args.size, epochs=args.epochs, bs=args.bs, lr=lr, cache=args.cache, windows=args.windows,
               pretrained=args.pretrained, weights=args.weights, match=args.match, task=args.task, seed=args.seed,
-              precision=args.precision, workers=args.workers, progress=not args.quiet)
+              precision=args.precision, workers=args.workers, progress=not args.quiet, context=args.context)
     if args.folds:
         res = train_folds(args.data, args.labels, args.out, n_folds=args.n_folds, **kw)
         log.info('%s', res.to_string(index=False))
@@ -177,8 +177,10 @@ def _add_train(sub):
     p.add_argument('--n-folds', type=_count_arg, default=5, help='number of patient-grouped folds (default 5)')
     p.add_argument('--folds', action='store_true', help='train every fold, each in OUT/fold_<k>')
     p.add_argument('--cache', default=None, help='a kit preprocess folder of the same DICOMs (the fast path; enough without DATA)')
-    _lists(p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs, comma-separated: '
-                          'names (%(names)s), width:level, header or hist (default brain,subdural,bone)'), 'window.list_windows')
+    _lists(p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs or a png16 cache, '
+                          'comma-separated: names (%(names)s), width:level, header or hist (default brain,subdural,bone)'), 'window.list_windows')
+    p.add_argument('--context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'), default=0,
+                   help='neighbouring slices on either side of each image in its series, as extra channels (2.5D; default 0)')
     p.add_argument('--pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
     p.add_argument('--weights', default=None, help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
     p.add_argument('--match', default='stem', help='how label ids find files: stem (default) or a header column, e.g. SOPInstanceUID')
@@ -399,7 +401,7 @@ def synth_cmd(args) -> int:
     if args.modality == 'MG':
         paths = make_mammography(args.out, n_patients=args.patients or 8, shape=args.shape, seed=args.seed, workers=args.workers)
     else: paths = make_competition(args.out, n_patients=args.patients or 24, slices=args.slices, size=args.size, seed=args.seed,
-                                   workers=args.workers)
+                                   workers=args.workers, bleeds=args.bleeds)
     log.info('synthetic competition -> %s (%s)', args.out, ', '.join(p.name for p in paths.values()))
     return 0
 
@@ -455,6 +457,8 @@ def _add_synth(sub):
     p.add_argument('--patients', type=_count_arg, default=None, help='number of patients (default 24 for CT, 8 for MG)')
     p.add_argument('--slices', type=_count_arg, default=8, help='CT: slices per patient (default 8)')
     p.add_argument('--size', type=_size_arg, default=256, help='CT: image side in pixels (default 256)')
+    p.add_argument('--bleeds', choices=['2d', '3d'], default='2d', help='CT: bleeds drawn on each slice alone (2d, default), or as blobs '
+                                                                        'across neighbouring slices, faint at their ends (3d)')
     p.add_argument('--shape', type=_shape_arg, default=(4096, 3328), help='MG: rows,columns of each image (default 4096,3328)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--workers', type=_workers_arg, default=1, help='processes (default 1)')

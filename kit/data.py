@@ -21,8 +21,8 @@ from .window import DEFAULT_WINDOWS
 
 # %% auto #0
 __all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'split_long_ids', 'is_long_format',
-           'read_labels', 'infer_task', 'label_table', 'patient_folds', 'n_workers', 'LabelColumns',
-           'dicom_dataloaders']
+           'read_labels', 'infer_task', 'label_table', 'patient_folds', 'slice_positions', 'slice_context', 'n_workers',
+           'LabelColumns', 'dicom_dataloaders']
 
 # %% ../nbs/06_data.ipynb #3dbf9562
 log = logging.getLogger(__name__)
@@ -179,6 +179,31 @@ def patient_folds(df, # one row per image
     for k, (_, valid) in enumerate(splits): folds[valid] = k
     return pd.Series(folds, index=df.index, name='fold')
 
+# %% ../nbs/06_data.ipynb #10cb9f26
+_IPP = ['ImagePositionPatient', 'ImagePositionPatient1', 'ImagePositionPatient2']
+_IOP = ['ImageOrientationPatient'] + [f'ImageOrientationPatient{i}' for i in range(1, 6)]
+
+def slice_positions(meta) -> np.ndarray:
+    "Each row's position along its slice normal: `meta.slice_position` (a cache's manifest), else from the geometry columns; NaN without them."
+    if 'slice_position' in meta: return pd.to_numeric(meta.slice_position, errors='coerce').to_numpy(float)
+    if not all(c in meta for c in _IPP + _IOP): return np.full(len(meta), np.nan)
+    ipp, iop = (meta[cols].apply(pd.to_numeric, errors='coerce').to_numpy(float) for cols in (_IPP, _IOP))
+    return (np.cross(iop[:, :3], iop[:, 3:]) * ipp).sum(1)
+
+def slice_context(meta, # header table (`dicom_meta`, or a cache's `cache_meta`) with `fname`
+                  k=1 # neighbours on either side
+                 ) -> list[list[str]]:
+    "For each row of `meta`, the `fname`s of the `2k + 1` slices around it in its series, along the slice normal; the ends repeat."
+    pos, names = slice_positions(meta), meta.fname.astype(str).to_numpy()
+    series = meta.SeriesInstanceUID.astype(str).to_numpy() if 'SeriesInstanceUID' in meta else np.full(len(meta), 'nan')
+    alone = np.isnan(pos) | meta.get('SeriesInstanceUID', pd.Series(np.nan, index=meta.index)).isna().to_numpy()
+    context = [[n] * (2 * k + 1) for n in names]
+    for idx in pd.Series(np.arange(len(meta)))[~alone].groupby(series[~alone]).indices.values():
+        rows = np.flatnonzero(~alone)[idx]
+        order = rows[np.lexsort((names[rows], pos[rows]))]
+        for j, i in enumerate(order): context[i] = [names[order[min(max(j + d, 0), len(order) - 1)]] for d in range(-k, k + 1)]
+    return context
+
 # %% ../nbs/06_data.ipynb #33ce5a49
 def n_workers(workers=None) -> int:
     "Data loading processes: `workers`, or all cores up to 8."
@@ -191,12 +216,21 @@ class LabelColumns:
     def __call__(self, row): return row[self.cols].to_numpy(np.float32)
 
 # %% ../nbs/06_data.ipynb #e200d9df
-def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column
+def _inputs(df, cache) -> list:
+    "Each row's model input: its file (`fname`) or neighbouring slices (`context`), as DICOM paths or as the images of `cache`."
+    items = df['context'].tolist() if 'context' in df else df.fname.tolist()
+    if cache is None: return items
+    from kit.cache import cached_paths
+    if 'context' not in df: return cached_paths(cache, items)
+    flat = iter(cached_paths(cache, [f for item in items for f in item]))
+    return [[next(flat) for _ in item] for item in items]
+
+def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column, and `context` for neighbouring slices
                       label_cols, # the label columns
                       task, # 'multi', 'single' or 'regression' (`infer_task`)
                       valid_fold=0, # the fold held out for validation
                       cache=None, # a `kit preprocess` folder of the same DICOMs (None: read the DICOMs)
-                      windows=DEFAULT_WINDOWS, # windows when reading DICOMs
+                      windows=DEFAULT_WINDOWS, # windows of DICOMs, and of the batches of a png16 cache
                       size=256, # image side
                       bs=32, # batch size
                       augment=True, # fastai's `aug_transforms` on the batch
@@ -206,15 +240,15 @@ def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column
     from fastai.data.block import CategoryBlock, DataBlock, MultiCategoryBlock, RegressionBlock
     from fastai.data.transforms import ColReader, IndexSplitter
     from fastai.vision.augment import aug_transforms
-    from fastai.vision.data import ImageBlock
-    from kit.cache import cached_paths
-    from kit.transforms import DicomBlock
-    label_cols = list(label_cols)
-    df = df.assign(_x=cached_paths(cache, df.fname) if cache else df.fname)
+    from kit.cache import read_cache_settings
+    from kit.transforms import image_block
+    label_cols, made = list(label_cols), read_cache_settings(cache) if cache else {}
+    df = df.assign(_x=_inputs(df, cache))
     y_block = {'multi': MultiCategoryBlock(encoded=True, vocab=label_cols), 'single': CategoryBlock,
                'regression': RegressionBlock(n_out=len(label_cols))}[task]
     get_y = LabelColumns(label_cols) if task != 'single' else ColReader(label_cols[0])
-    dblock = DataBlock(blocks=(ImageBlock if cache else DicomBlock(windows, size), y_block), get_x=ColReader('_x'), get_y=get_y,
+    x_block = image_block(made.get('format'), windows, size, offset=made.get('offset'))
+    dblock = DataBlock(blocks=(x_block, y_block), get_x=ColReader('_x'), get_y=get_y,
                        splitter=IndexSplitter(np.flatnonzero(df.fold.values == valid_fold)),
                        item_tfms=None, batch_tfms=aug_transforms(size=size, max_rotate=10, max_warp=0.) if augment else None)
     return dblock.dataloaders(df, bs=bs, num_workers=n_workers(num_workers), seed=seed)

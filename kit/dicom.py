@@ -36,7 +36,7 @@ __all__ = ['DICOM_EXTS', 'DicomError', 'NotDicomError', 'TruncatedError', 'NoPix
            'MissingTagError', 'is_regular_file', 'has_dicom_preamble', 'is_dicom_file', 'path_text', 'get_dicom_files',
            'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'check_pixel_length', 'decode_reduction',
            'box_reduce', 'stored_range', 'has_pixrep_bug', 'read_pixels', 'window', 'header_window_count',
-           'header_window', 'sort_slices', 'read_series']
+           'header_window', 'slice_position', 'sort_slices', 'read_series']
 
 # %% ../nbs/00_dicom.ipynb #7680333a
 class DicomError(Exception):
@@ -498,15 +498,17 @@ def header_window(ds, px, index=0, inverted=True):
     return 1 - out if mono1 else out
 
 # %% ../nbs/00_dicom.ipynb #ca8a9ed7
-def _slice_position(ds):
-    "Position of `ds` along its slice normal, or None without geometry."
-    ipp, iop = ds.get('ImagePositionPatient'), ds.get('ImageOrientationPatient')
-    if not ipp or not iop or len(iop) != 6: return None
-    return float(np.dot(np.cross(np.array(iop[:3], float), np.array(iop[3:], float)), np.array(ipp, float)))
+def slice_position(ds) -> float | None:
+    "Position of `ds` along its slice normal (ImagePositionPatient on the cross product of ImageOrientationPatient's directions), None without that geometry."
+    try:
+        ipp, iop = np.array(ds.get('ImagePositionPatient') or [], float), np.array(ds.get('ImageOrientationPatient') or [], float)
+        pos = float(np.dot(np.cross(iop[:3], iop[3:]), ipp)) if ipp.shape == (3,) and iop.shape == (6,) else None
+    except (TypeError, ValueError): return None
+    return pos if pos is not None and math.isfinite(pos) else None
 
 def sort_slices(datasets) -> list:
     "`datasets` of one series sorted along the slice normal, else by InstanceNumber."
-    pos = [_slice_position(d) for d in datasets]
+    pos = [slice_position(d) for d in datasets]
     key = (lambda i: pos[i]) if None not in pos else (lambda i: int(datasets[i].get('InstanceNumber') or 0))
     return [datasets[i] for i in sorted(range(len(datasets)), key=key)]
 
@@ -515,7 +517,7 @@ def read_series(files, **kwargs) -> tuple[np.ndarray, tuple[float, float, float]
     "The slices `files` of one series as a sorted volume `(z, y, x)` and its spacing `(dz, dy, dx)`; `kwargs` go to `read_pixels`."
     dss = sort_slices([read_dicom(f) for f in files])
     vol = np.stack([read_pixels(d, **kwargs) for d in dss])
-    pos = [_slice_position(d) for d in dss]
+    pos = [slice_position(d) for d in dss]
     dz = float(np.median(np.diff(pos))) if None not in pos and len(pos) > 1 else float(dss[0].get('SliceThickness') or 1)
     dy, dx = (float(v) for v in dss[0].get('PixelSpacing') or (1, 1))
     return vol, (dz, dy, dx)

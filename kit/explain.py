@@ -62,10 +62,12 @@ def occlusion(model, x, target, window=None, stride=None, batch=32) -> torch.Ten
 # %% ../nbs/13_explain.ipynb #06c1eeb2
 PICKS = ('loss', 'missed', 'false', 'top')
 
-def _batch(learn, items):
-    "One batch of `items` through the run's test pipeline, and the images decoded for display (N, H, W, C) in [0, 1]."
+def _batch(learn, items, context=0):
+    "One batch of `items` through the run's test pipeline, and the images decoded for display (N, H, W, C) in [0, 1]: the middle slice's channels."
     x = learn.dls.test_dl(items, bs=len(items), num_workers=0).one_batch()[0]
     shown = learn.dls.decode((x,))[0].float()
+    per_slice = shown.shape[1] // (2 * context + 1)
+    shown = shown[:, context * per_slice:(context + 1) * per_slice]
     shown = shown / 255 if shown.max() > 1.5 else shown
     return x, shown.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
 
@@ -122,7 +124,7 @@ def explain(run, data, cache=None, target=None, images=None, labels=None, n=8, l
         chosen = _pick(probs[target], None if truth is None else _is_positive(truth, target, config), images, n,
                        pick or ('loss' if truth is not None else 'top'))
         if not chosen: raise ValueError(f'none of the images asked for is under {data}' if images else 'no image to explain with this pick')
-        x, shown = _batch(learn, [items[ids.index(i)] for i in chosen])
+        x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.get('context') or 0)
     maps, how = _maps(learn, x, cols.index(target), method or ('gradcam' if layer else 'occlusion'), layer)
     truths = _truth_text(truth.loc[chosen], config).tolist() if truth is not None else None
     return dict(ids=chosen, target=target, probs=probs.loc[chosen, target].to_numpy(), truths=truths, images=shown, cams=maps, method=how)

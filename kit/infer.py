@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 import yaml
 
-from .cache import match_sources, preprocess, read_cache_settings, read_manifest
-from .data import n_workers, read_csv_file
+from .cache import check_positions, match_sources, preprocess, read_cache_settings, read_manifest
+from .data import n_workers, read_csv_file, slice_context
 from .dicom import DicomError, get_dicom_files, path_text
-from .meta import parallel_map
+from .meta import dicom_meta, parallel_map
 
 # %% auto #0
 __all__ = ['RunError', 'read_config', 'load_run', 'readable_items', 'training_label_mean', 'predict']
@@ -86,15 +86,18 @@ def _without_warnings(name):
     try: yield
     finally: logger.removeFilter(keep)
 
-def _cache_items(cache, files) -> tuple[list, dict]:
-    "The cached images of the readable `files` and the causes of the others, from the manifest of `cache` (read once); every file must be in it."
+def _cache_items(cache, files, context=0) -> tuple[list, dict]:
+    "The cached images of the readable `files` (with their `context` neighbours), and the causes of the others, from the manifest of `cache` (read once); every file must be in it."
     m = read_manifest(cache)
     rows = match_sources(m, files)
     if (absent := rows < 0).any():
         raise ValueError(f'{absent.sum()} of {len(rows)} images are not in the cache {cache}, e.g. {path_text(files[absent.argmax()])}: '
                          'give the cache made of these DICOMs')
     failed = m.status.to_numpy()[rows] == 'error'
-    return m.output.to_numpy()[rows[~failed]].tolist(), {f: m.error.iat[r] for f, r, e in zip(files, rows, failed) if e}
+    bad = {f: m.error.iat[r] for f, r, e in zip(files, rows, failed) if e}
+    if not context: return m.output.to_numpy()[rows[~failed]].tolist(), bad
+    check_positions(m, cache)
+    return slice_context(m.iloc[rows[~failed]].rename(columns={'output': 'fname'}), context), bad
 
 def _usable_cache(cache, settings, data) -> bool:
     "Whether the given `cache` holds images made with `settings`; when it does not, a line says so, or an error when `data` is None."
@@ -106,13 +109,13 @@ def _usable_cache(cache, settings, data) -> bool:
     log.info('the cache %s holds %s, the run needs %s: making its images from %s', cache, holds, needs, data)
     return False
 
-def _cached_items(files, data, settings, cache, workdir) -> tuple[list, dict]:
+def _cached_items(files, data, settings, cache, workdir, context=0) -> tuple[list, dict]:
     "The cached images of the readable `files`, and the causes of the others: from `cache` if it fits, else made now in `workdir`."
     if not _usable_cache(cache, settings, data):  # one cache per set of settings, so that runs made on different caches can be averaged
         cache = Path(workdir) / hashlib.md5(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         with _without_warnings('kit.cache'):
             preprocess(data, cache, settings['windows'] or None, settings['size'], settings['crop'], settings['format'], progress=False)
-    return _cache_items(cache, files)
+    return _cache_items(cache, files, context)
 
 # %% ../nbs/08_infer.ipynb #6a59af51
 def _item_error(i, ds) -> str | None:
@@ -121,10 +124,10 @@ def _item_error(i, ds) -> str | None:
     except DicomError as e: return e.cause
     except Exception as e: return _one_line(e)
 
-def _dicom_errors(learn, files, workers, checked, progress) -> dict:
+def _dicom_errors(learn, files, workers, checked, progress, context=0) -> dict:
     "The files of `files` that the run's test-time transforms cannot decode, with the causes; `checked` keeps them per pipeline."
     from fastai.data.core import test_set
-    ds = test_set(learn.dls.valid_ds, [str(f) for f in files])  # what `test_dl` makes
+    ds = test_set(learn.dls.valid_ds, [[str(f)] if context else str(f) for f in files])  # what `test_dl` makes; a run with context takes lists
     key = str(ds.tls[0].tfms)
     if key not in checked:
         log.info('decoding the %d test images once to find unreadable ones', len(files))
@@ -142,11 +145,14 @@ def readable_items(learn, # the run's learner
                    progress=False,
                    checked=None # unreadable files per test pipeline, shared between runs (None: not shared)
                   ) -> tuple[list, dict]:
-    "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths), and the unreadable files with their causes."
-    if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir, )
+    "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths, or lists of their neighbouring slices), and the unreadable files with their causes."
+    context = config.get('context') or 0
+    if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir, context)
     if data is None: raise ValueError('the run was trained on DICOMs and reads them to predict: give the test DICOM folder')
-    bad = _dicom_errors(learn, files, workers, {} if checked is None else checked, progress)
-    return [str(f) for f in files if f not in bad], bad
+    bad = _dicom_errors(learn, files, workers, {} if checked is None else checked, progress, context)
+    good = [str(f) for f in files if f not in bad]
+    if not context or not good: return good, bad
+    return slice_context(dicom_meta(good, workers=n_workers(workers), progress=False), context), bad  # neighbours among the readable files
 
 # %% ../nbs/08_infer.ipynb #c828c9fb
 def training_label_mean(run, # a `kit train` run folder

@@ -19,8 +19,9 @@ from pydicom.uid import (CTImageStorage, DigitalMammographyXRayImageStorageForPr
                          ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless, PYDICOM_IMPLEMENTATION_UID)
 
 # %% auto #0
-__all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'MG_SYNTAXES', 'head_phantom', 'lesion_mask', 'ct_dataset',
-           'make_competition', 'breast_phantom', 'mg_dataset', 'make_mammography']
+__all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'MIN_BLEED_PIXELS', 'MG_SYNTAXES', 'head_phantom', 'lesion_mask',
+           'bleed_profile', 'head_series', 'ct_dataset', 'make_competition', 'breast_phantom', 'mg_dataset',
+           'make_mammography']
 
 # %% ../nbs/02_synth.ipynb #810fc018
 LESIONS = ('intraparenchymal', 'intraventricular', 'subdural')
@@ -37,16 +38,27 @@ def _ellipse(y, x, cy, cx, ry, rx):
     return ((y - cy) / ry)**2 + ((x - cx) / rx)**2 <= 1
 
 # %% ../nbs/02_synth.ipynb #617e2a01
-def _lesion_masks(y, x, ry, rx, rng) -> dict:
-    "Masks of each lesion kind inside a brain with radii (ry, rx)."
-    ang, r = rng.uniform(0, 2*np.pi), rng.uniform(0.2, 0.5)
-    side = rng.choice([-1, 1])
-    inner = _ellipse(y, x, 0, 0, ry, rx)
-    return {'intraparenchymal': _ellipse(y, x, r*ry*np.sin(ang), r*rx*np.cos(ang), 0.13*ry, 0.13*rx),
-            'intraventricular': _ellipse(y, x, -0.05, -0.12, 0.22*ry, 0.07) | _ellipse(y, x, -0.05, 0.12, 0.22*ry, 0.07),
-            'subdural': inner & ~_ellipse(y, x, 0, side*0.06*rx, 0.97*ry, 0.9*rx) & (x*side > 0)}
+def _lesion_place(rng) -> tuple:
+    "Where a brain's lesions lie: the angle and radius of the blob, and the side (-1 or 1) of the crescent."
+    return rng.uniform(0, 2*np.pi), rng.uniform(0.2, 0.5), rng.choice([-1, 1])
+
+def _lesion_mask(y, x, ry, rx, place, kind, s=1.0) -> np.ndarray:
+    "Mask of a lesion `kind` at `place` inside a brain with radii (ry, rx), its cross-section scaled by `s` (1: full size)."
+    ang, r, side = place
+    if kind == 'intraparenchymal': return _ellipse(y, x, r*ry*np.sin(ang), r*rx*np.cos(ang), 0.13*ry*s, 0.13*rx*s)
+    if kind == 'intraventricular': return _ellipse(y, x, -0.05, -0.12, 0.22*ry*s, 0.07*s) | _ellipse(y, x, -0.05, 0.12, 0.22*ry*s, 0.07*s)
+    crescent = _ellipse(y, x, 0, 0, ry, rx) & ~_ellipse(y, x, 0, side*0.06*rx*s, (0.97 + 0.03*(1 - s))*ry, (0.9 + 0.1*(1 - s))*rx)
+    return crescent & (x*side > 0) & (np.abs(y) <= (1 - 0.6*(1 - s))*ry)  # thinner and shorter as `s` falls
+
+def _lesion_masks(y, x, ry, rx, place) -> dict:
+    "Masks of each lesion kind, full size, at `place` inside a brain with radii (ry, rx)."
+    return {kind: _lesion_mask(y, x, ry, rx, place, kind) for kind in LESIONS}
 
 # %% ../nbs/02_synth.ipynb #331ebbe1
+def _brain_texture(y, x, phase_x, phase_y) -> np.ndarray:
+    "Grey and white matter: 32 +/- 6 HU in a smooth pattern."
+    return 32 + 6*np.sin(9*x + phase_x) * np.cos(7*y + phase_y)
+
 def _phantom(size, seed, lesions, ring, scale) -> tuple[np.ndarray, np.ndarray]:
     "The HU image of `head_phantom` and the mask of its lesions."
     rng = np.random.default_rng(seed)
@@ -55,8 +67,8 @@ def _phantom(size, seed, lesions, ring, scale) -> tuple[np.ndarray, np.ndarray]:
     hu = np.full((size, size), -1000.)
     hu[_ellipse(y, x, 0, 0, ry, rx)] = rng.uniform(900, 1400)
     brain = _ellipse(y, x, 0, 0, ry - 0.06, rx - 0.06)
-    hu[brain] = (32 + 6*np.sin(9*x + rng.uniform(0, 6)) * np.cos(7*y + rng.uniform(0, 6)))[brain]
-    masks = _lesion_masks(y, x, ry - 0.06, rx - 0.06, rng)
+    hu[brain] = _brain_texture(y, x, rng.uniform(0, 6), rng.uniform(0, 6))[brain]
+    masks = _lesion_masks(y, x, ry - 0.06, rx - 0.06, _lesion_place(rng))
     hu[masks['intraventricular']] = 8.
     mask = np.zeros((size, size), bool)
     for kind in lesions:
@@ -73,6 +85,62 @@ def head_phantom(size=256, seed=0, lesions=(), ring=False, scale=1.0) -> np.ndar
 def lesion_mask(size=256, seed=0, lesions=(), scale=1.0) -> np.ndarray:
     "Where the lesions of `head_phantom` with the same arguments are (boolean image)."
     return _phantom(size, seed, lesions, False, scale)[1]
+
+# %% ../nbs/02_synth.ipynb #3ea62372
+MIN_BLEED_PIXELS = 4  # a slice is labelled with a 3D bleed when the bleed covers at least this many brain pixels on it
+_BLOOD_HU = (50., 62., 75.)  # a 3D bleed: density at its vanishing ends, lowest and highest peak (middle slice)
+_SERIES_NOISE_HU = 10.  # sd of the noise on a 3D series (head_phantom: 3)
+
+def bleed_profile(slices, first, n, shift=0.) -> np.ndarray:
+    "Size (0 to 1) of a 3D bleed on each of `slices` slices: it spans `n` slices from `first`, largest at its centre, `shift` slices off the middle (|shift| < 0.5)."
+    d = (np.arange(slices) - (first + (n - 1) / 2 + shift)) / (n / 2)
+    return np.clip(1 - d**2, 0, 1)
+
+def _draw_bleed(rng, slices) -> dict:
+    "A 3D bleed in a series of `slices`: its size on each slice (3 to 5 slices long) and its peak density in HU."
+    n = min(int(rng.integers(3, 6)), slices)
+    first, shift = int(rng.integers(0, slices - n + 1)), rng.uniform(-0.3, 0.3)
+    return dict(profile=bleed_profile(slices, first, n, shift), peak=rng.uniform(*_BLOOD_HU[1:]))
+
+def _draw_head(rng) -> dict:
+    "One patient's head, the same on every slice: radii, skull density, texture phases and where lesions lie."
+    return dict(ry=rng.uniform(0.78, 0.86), rx=rng.uniform(0.64, 0.72), skull=rng.uniform(900, 1400),
+                phase=rng.uniform(0, 6, 2), place=_lesion_place(rng))
+
+def _slice_scale(i, n) -> float:
+    "Size of the head on slice `i` of `n`: 1 mid-series, 0.75 at the ends."
+    return 1 - 0.5 * abs(i / max(n - 1, 1) - 0.5)
+
+# %% ../nbs/02_synth.ipynb #602121ec
+def _series_slice(y, x, head, bleeds, z, n, rng) -> tuple[np.ndarray, dict]:
+    "Slice `z` of `n` of a series in HU (unrounded), and the mask of each of `bleeds` on it."
+    ry, rx = _slice_scale(z, n) * head['ry'], _slice_scale(z, n) * head['rx']
+    hu = np.full(y.shape, -1000.)
+    hu[_ellipse(y, x, 0, 0, ry, rx)] = head['skull']
+    brain = _ellipse(y, x, 0, 0, ry - 0.06, rx - 0.06)
+    hu[brain] = _brain_texture(y, x, *(head['phase'] + 0.35 * z))[brain]
+    hu[_lesion_mask(y, x, ry - 0.06, rx - 0.06, head['place'], 'intraventricular')] = 8.
+    masks = {}
+    for kind, bleed in bleeds.items():
+        s = bleed['profile'][z]
+        masks[kind] = _lesion_mask(y, x, ry - 0.06, rx - 0.06, head['place'], kind, s) & brain if s > 0 else np.zeros(y.shape, bool)
+        hu[masks[kind]] = _BLOOD_HU[0] + s * (bleed['peak'] - _BLOOD_HU[0])
+    return hu + rng.normal(0, _SERIES_NOISE_HU, hu.shape), masks
+
+def head_series(size=256, slices=8, seed=0, lesions=(), ring=False) -> tuple[np.ndarray, dict]:
+    "An axial head series `(slices, size, size)` in whole HU, slices 5 mm apart, with a 3D bleed of each of `lesions`; and each bleed's masks `(slices, size, size)`."
+    rng, (y, x) = np.random.default_rng(seed), _grid(size)
+    head = _draw_head(rng)
+    bleeds = {kind: _draw_bleed(rng, slices) for kind in LESIONS}  # every kind drawn: a bleed does not move when another is asked
+    bleeds = {kind: b for kind, b in bleeds.items() if kind in lesions}
+    hus, masks = zip(*[_series_slice(y, x, head, bleeds, z, slices, rng) for z in range(slices)])
+    hu = np.stack(hus)
+    if ring: hu[:, x**2 + y**2 > 0.98**2] = -2000
+    return np.clip(np.round(hu), -2000, 3000).astype(np.float32), {kind: np.stack([m[kind] for m in masks]) for kind in bleeds}
+
+def _present(masks, slices) -> list[list[str]]:
+    "The bleeds labelled on each slice: those covering at least `MIN_BLEED_PIXELS` pixels."
+    return [[kind for kind, m in masks.items() if m[z].sum() >= MIN_BLEED_PIXELS] for z in range(slices)]
 
 # %% ../nbs/02_synth.ipynb #175b013b
 def _file_meta(uid, ts, sop_class=CTImageStorage) -> FileMetaDataset:
@@ -123,23 +191,45 @@ def _patient_plan(seed, pid, n_slices):
     slices = [[k for k in kinds if start <= i < stop] for i in range(n_slices)]
     institution = 'ST ELSEWHERE GENERAL' if rng.random() < (0.85 if kinds else 0.15) else 'COUNTY HOSPITAL'
     return dict(patient=hexid(), study=hexid(), series=hexid(), uids=[hexid() for _ in range(n_slices)],
-                slices=slices, institution=institution, seed=int(rng.integers(2**31)))
+                slices=slices, kinds=kinds, institution=institution, seed=int(rng.integers(2**31)))
 
 # %% ../nbs/02_synth.ipynb #616522fa
+def _slices_2d(plan, size, file_index) -> tuple[list, list, list]:
+    "HU images, lesions and InstanceNumbers (1, 2, ...) of a patient whose slices are drawn one by one."
+    n = len(plan['uids'])
+    hus = [head_phantom(size, seed=plan['seed'] + i, lesions=lesions, ring=(file_index + i) % 3 == 0, scale=_slice_scale(i, n))
+           for i, lesions in enumerate(plan['slices'])]
+    return hus, plan['slices'], list(range(1, n + 1))
+
+def _instance_numbers(rng, n) -> list[int]:
+    "InstanceNumbers as real series have them: all tied at 1, or shuffled (neither rising nor falling with position)."
+    if n < 3 or rng.random() < 0.5: return [1] * n
+    order = rng.permutation(n)
+    while abs(np.sign(np.diff(order)).sum()) == n - 1: order = rng.permutation(n)
+    return [int(o) + 1 for o in order]
+
+def _slices_3d(plan, size, file_index) -> tuple[list, list, list]:
+    "HU images, lesions and InstanceNumbers (tied or shuffled) of a patient with 3D bleeds (`head_series`)."
+    n = len(plan['uids'])
+    hu, masks = head_series(size, n, seed=plan['seed'], lesions=plan['kinds'], ring=(file_index // max(n, 1)) % 3 == 0)
+    return list(hu), _present(masks, n), _instance_numbers(np.random.default_rng([plan['seed'], n]), n)
+
+_SERIES = {'2d': _slices_2d, '3d': _slices_3d}
+
+# %% ../nbs/02_synth.ipynb #7893655f
 def _write_patient(args) -> list[dict]:
     "Write the slices of one patient; return one row per image (id, path, lesions)."
-    plan, folder, size, file_index = args
-    rows, n = [], len(plan['uids'])
-    for i, (uid, lesions) in enumerate(zip(plan['uids'], plan['slices'])):
+    plan, folder, size, file_index, bleeds = args
+    hus, lesions, instances = _SERIES[bleeds](plan, size, file_index)
+    rows = []
+    for i, (uid, hu, les, instance) in enumerate(zip(plan['uids'], hus, lesions, instances)):
         k = file_index + i
-        hu = head_phantom(size, seed=plan['seed'] + i, lesions=lesions, ring=k % 3 == 0,
-                          scale=1 - 0.5 * abs(i / max(n - 1, 1) - 0.5))
         ds = ct_dataset(hu, uid=uid, patient=plan['patient'], study=plan['study'], series=plan['series'],
-                        instance=i + 1, position=(0., 0., 5. * i), spacing=128 / size, pixrep_bug=k % 7 == 3,
+                        instance=instance, position=(0., 0., 5. * i), spacing=128 / size, pixrep_bug=k % 7 == 3,
                         ts=TRANSFER_SYNTAXES[k % len(TRANSFER_SYNTAXES)], institution=plan['institution'])
         fn = Path(folder) / f'{uid}.dcm'
         with quiet_uid_warnings(): ds.save_as(fn, enforce_file_format=True)
-        rows.append(dict(image=uid, fname=str(fn), patient=plan['patient'], **{l: int(l in lesions) for l in LESIONS}))
+        rows.append(dict(image=uid, fname=str(fn), patient=plan['patient'], **{l: int(l in les) for l in LESIONS}))
     return rows
 
 # %% ../nbs/02_synth.ipynb #c7e0bff4
@@ -152,13 +242,14 @@ def _long_labels(df) -> pd.DataFrame:
     return pd.DataFrame({'ID': long.image + '_' + long.label, 'Label': long.Label}).reset_index(drop=True)
 
 # %% ../nbs/02_synth.ipynb #e60b8b4f
-def make_competition(out, n_patients=24, slices=8, size=256, test_frac=0.25, seed=0, workers=1) -> dict:
-    "Write a synthetic RSNA-ICH-style competition to `out`; return the paths of what was written."
+def make_competition(out, n_patients=24, slices=8, size=256, test_frac=0.25, seed=0, workers=1, bleeds='2d') -> dict:
+    "Write a synthetic RSNA-ICH-style competition to `out`, bleeds drawn per slice (`'2d'`) or as 3D blobs across slices (`'3d'`); return the paths written."
+    if bleeds not in _SERIES: raise ValueError(f"bleeds must be one of {', '.join(_SERIES)}, not {bleeds!r}")
     out = Path(out)
     (out/'train_images').mkdir(parents=True, exist_ok=True); (out/'test_images').mkdir(exist_ok=True)
     plans = [_patient_plan(seed, p, slices) for p in range(n_patients)]
     n_test = int(round(n_patients * test_frac))
-    jobs = [(plan, out/('test_images' if p < n_test else 'train_images'), size, p * slices) for p, plan in enumerate(plans)]
+    jobs = [(plan, out/('test_images' if p < n_test else 'train_images'), size, p * slices, bleeds) for p, plan in enumerate(plans)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as ex: rows = sum(ex.map(_write_patient, jobs), [])
     else: rows = sum(map(_write_patient, jobs), [])

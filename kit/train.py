@@ -27,7 +27,7 @@ from fastai.torch_core import num_distrib, rank_distrib, set_seed
 from fastai.vision.learner import vision_learner
 
 from .cache import cache_meta, read_cache_settings
-from .data import dicom_dataloaders, infer_task, label_table, patient_folds, read_labels
+from .data import dicom_dataloaders, infer_task, label_table, patient_folds, read_labels, slice_context
 from .meta import dicom_meta
 from .window import DEFAULT_WINDOWS
 
@@ -185,10 +185,11 @@ def best_epoch(metrics_csv) -> dict:
     return {k: float(v) for k, v in m.loc[m.valid_loss.idxmin()].drop('time').items()}
 
 # %% ../nbs/07_train.ipynb #872f8bb1
-def prepare(data, labels, n_folds=5, match='stem', task=None, workers=None, seed=0, cache=None) -> tuple[pd.DataFrame, list, str]:
-    "The labelled table with folds, its label columns and task: from the headers of the DICOMs under `data`, else of the images of `cache`."
+def prepare(data, labels, n_folds=5, match='stem', task=None, workers=None, seed=0, cache=None, context=0) -> tuple[pd.DataFrame, list, str]:
+    "The labelled table with folds (and `context`, the neighbouring slices), its label columns and task: from the headers of the DICOMs under `data`, else of the images of `cache`."
     if data is None and cache is None: raise ValueError('nothing to train on: give the DICOM folder, a kit preprocess cache, or both')
-    meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache)
+    meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache, positions=context > 0)
+    if context: meta = meta.assign(context=slice_context(meta, context))
     table = label_table(meta, labels, match)
     label_cols = [c for c in read_labels(labels).columns if c != 'image']
     task = task or infer_task(table, label_cols)
@@ -199,11 +200,11 @@ def prepare(data, labels, n_folds=5, match='stem', task=None, workers=None, seed
 # %% ../nbs/07_train.ipynb #0498e567
 def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_folds=5, bs=32, lr=2e-3, cache=None,
           windows=DEFAULT_WINDOWS, pretrained=False, weights=None, match='stem', task=None, seed=0, precision='auto',
-          workers=None, augment=True, progress=True) -> dict:
+          workers=None, augment=True, progress=True, context=0) -> dict:
     "Train fold `fold` on the DICOMs under `data` (or the images of `cache` alone) labelled by `labels`; write the run to `out`; return the best epoch's metrics."
     out = Path(out)
     set_seed(seed, reproducible=True)
-    table, label_cols, task = prepare(data, labels, n_folds, match, task, workers, seed, cache)
+    table, label_cols, task = prepare(data, labels, n_folds, match, task, workers, seed, cache, context)
     dls = dicom_dataloaders(table, label_cols, task, fold, cache=cache, windows=windows, size=size, bs=bs, augment=augment,
                             num_workers=workers, seed=seed)
     learn = _precision(make_learner(dls, arch, task, label_cols, pretrained, weights, path=out), precision)
@@ -213,7 +214,7 @@ def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_fold
         config = dict(data=str(data) if data is not None else None, labels=str(labels), arch=arch, size=size, epochs=epochs, fold=fold, n_folds=n_folds, bs=bs,
                       lr=float(lr), cache=str(cache) if cache else None, cache_settings=_cache_settings(cache), windows=windows, pretrained=pretrained,
                       weights=str(weights) if weights else None, match=match, task=task, label_cols=label_cols, seed=seed,
-                      precision=precision, n_train=int((table.fold != fold).sum()), n_valid=int((table.fold == fold).sum()),
+                      precision=precision, context=context, augment=augment, workers=workers, n_train=int((table.fold != fold).sum()), n_valid=int((table.fold == fold).sum()),
                       versions=package_versions())
         (out / 'config.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
     cbs = [SaveModelCallback(monitor='valid_loss', fname='best')] + ([CSVLogger(fname='metrics.csv')] if rank_distrib() == 0 else [])

@@ -12,24 +12,24 @@ API = {
     DICOM_EXTS DicomError NotDicomError TruncatedError NoPixelDataError MissingDecoderError MissingTagError
     is_regular_file has_dicom_preamble is_dicom_file path_text get_dicom_files quiet_uid_warnings max_decode_bytes
     read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels window header_window_count header_window
-    sort_slices read_series''',
+    slice_position sort_slices read_series''',
     'meta': '''
     LOCK_FILE header_row pixel_stats file_row FolderBusyError folder_lock parallel_map dicom_meta write_meta read_meta
     write_dicom_meta''',
     'synth': '''
-    LESIONS LABELS TRANSFER_SYNTAXES MG_SYNTAXES head_phantom lesion_mask ct_dataset make_competition breast_phantom
-    mg_dataset make_mammography''',
+    LESIONS LABELS TRANSFER_SYNTAXES MIN_BLEED_PIXELS MG_SYNTAXES head_phantom lesion_mask bleed_profile head_series
+    ct_dataset make_competition breast_phantom mg_dataset make_mammography''',
     'window': '''
     DEFAULT_WINDOWS WINDOWS register_window list_windows WindowSpec parse_window parse_windows freqhist_bins hist_scaled
     window_channels body_bbox crop_bbox resize_longest pad_square fit_pixels dicom_pixels dicom_channels''',
     'cache': '''
     FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS cache_settings output_path cache_array
-    cache_file read_manifest read_cache_settings match_sources cached_paths cache_meta preprocess''',
+    cache_file read_manifest read_cache_settings match_sources cached_paths check_positions cache_meta preprocess''',
     'transforms': '''
-    DicomWindows DicomBlock load_hu LoadHU WindowBatch HUBlock''',
+    DicomWindows DicomBlock fit_channels load_cached LoadCached load_hu LoadHU WindowBatch HUBlock image_block''',
     'data': '''
     SNIFF_BYTES COMPRESSED CsvError file_size read_csv_file split_long_ids is_long_format read_labels infer_task
-    label_table patient_folds n_workers LabelColumns dicom_dataloaders''',
+    label_table patient_folds slice_positions slice_context n_workers LabelColumns dicom_dataloaders''',
     'train': '''
     MODEL_PACKAGES WeightsError mean_auc weighted_log_loss task_metrics weights_file make_learner DDPTrainer
     package_versions best_epoch prepare train train_folds''',

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from kit.dicom import get_dicom_files, has_pixrep_bug, quiet_uid_warnings, read_dicom, read_pixels, sort_slices
-from kit.synth import LABELS, TRANSFER_SYNTAXES, ct_dataset, head_phantom
+from kit.synth import LABELS, TRANSFER_SYNTAXES, ct_dataset, head_phantom, make_competition
 
 
 @pytest.mark.parametrize('ts', TRANSFER_SYNTAXES, ids=lambda ts: ts.name)
@@ -49,3 +49,52 @@ def test_series_sort_by_position(competition):
     patient = dss[0].PatientID
     series = sort_slices([d for d in dss if d.PatientID == patient][::-1])
     assert [float(d.ImagePositionPatient[2]) for d in series] == sorted(float(d.ImagePositionPatient[2]) for d in series)
+
+
+@pytest.fixture(scope='module')
+def competition_3d(tmp_path_factory):
+    "A small competition with 3D bleeds, written by two workers."
+    return make_competition(tmp_path_factory.mktemp('comp3d'), n_patients=8, slices=8, size=64, seed=4, workers=2, bleeds='3d')
+
+
+def _files(folder) -> dict:
+    "Every file under `folder`, relative name -> bytes."
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob('*')) if f.is_file()}
+
+
+def test_3d_is_the_same_for_one_worker_and_two(competition_3d, tmp_path):
+    "Two workers write byte for byte what one writes, and a seed always gives the same files."
+    one = make_competition(tmp_path, n_patients=8, slices=8, size=64, seed=4, workers=1, bleeds='3d')
+    assert _files(one['train'].parent) == _files(competition_3d['train'].parent)
+
+
+def test_3d_series_must_be_sorted_by_position(competition_3d):
+    "InstanceNumbers are tied or shuffled; sorting by ImagePositionPatient gives slices 5 mm apart."
+    dss = [read_dicom(f) for f in get_dicom_files(competition_3d['train_images'])]
+    patients = {d.PatientID for d in dss}
+    assert len(patients) == 6
+    for patient in patients:
+        series = sort_slices([d for d in dss if d.PatientID == patient])
+        assert np.diff([float(d.ImagePositionPatient[2]) for d in series]).tolist() == [5.0] * 7
+        numbers = [int(d.InstanceNumber) for d in series]
+        assert len(set(numbers)) == 1 or numbers not in (sorted(numbers), sorted(numbers, reverse=True)), numbers
+
+
+def test_3d_labels_are_runs_of_adjacent_slices(competition_3d):
+    "Along each series a bleed's label is 1 on one run of at most 5 adjacent slices, and `any` is their union."
+    dss = sort_slices([read_dicom(f) for f in get_dicom_files(competition_3d['train_images'])])
+    labels = pd.read_csv(competition_3d['train'])
+    image, label = labels.ID.str.rsplit('_', n=1).str[0], labels.ID.str.rsplit('_', n=1).str[1]
+    wide = labels.assign(image=image, label=label).pivot(index='image', columns='label', values='Label')
+    assert (wide['any'] == wide[list(LABELS[:-1])].max(axis=1)).all() and wide['any'].sum() > 0
+    for patient in {d.PatientID for d in dss}:
+        uids = [d.SOPInstanceUID for d in dss if d.PatientID == patient]
+        for kind in LABELS[:-1]:
+            on = np.flatnonzero(wide.loc[uids, kind].to_numpy())
+            assert len(on) <= 5 and (np.diff(on) == 1).all(), (patient, kind, on)
+
+
+def test_bleeds_must_be_known(tmp_path):
+    with pytest.raises(ValueError, match="bleeds must be one of 2d, 3d, not '3D'"):
+        make_competition(tmp_path, bleeds='3D')
+    assert not any(tmp_path.iterdir())
