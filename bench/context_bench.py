@@ -1,6 +1,6 @@
 """2.5D context: the same model trained on slices alone and with their neighbours, on bleeds that span slices.
 
-    python bench/context_bench.py [--patients 64] [--epochs 12] [--size 64] [--context 1] [--dir /tmp/kit-bench-context]
+    python bench/context_bench.py [--patients 96] [--epochs 16] [--size 64] [--context 1] [--dir /tmp/kit-bench-context]
 
 Corpus: `kit synth --bleeds 3d` (blobs across 3-5 slices, faint at their ends, brain 26-38 HU, blood 50-75 HU,
 noise sd 10 HU), 256 px slices, a quarter of the patients held out as the test set with its answers.
@@ -32,19 +32,19 @@ def kit(*args) -> float:
     return time.perf_counter() - t
 
 
-def score(submission, solution) -> tuple[float, float]:
-    "Weighted log loss and mean AUC of a long RSNA submission against the answers."
+def score(submission, solution) -> tuple[float, float, float]:
+    "Weighted log loss, mean AUC of the labels and AUC of `any`, of a long RSNA submission against the answers."
     truth = read_labels(solution).set_index('image')
     preds = read_labels(submission).set_index('image').reindex(truth.index)[truth.columns]
     weights = [2. if c == 'any' else 1. for c in truth.columns]
     aucs = [roc_auc_score(truth[c], preds[c]) for c in truth.columns if truth[c].nunique() == 2]
-    return weighted_log_loss(preds.to_numpy(), truth.to_numpy(), weights), float(np.mean(aucs))
+    return weighted_log_loss(preds.to_numpy(), truth.to_numpy(), weights), float(np.mean(aucs)), roc_auc_score(truth['any'], preds['any'])
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--patients', type=int, default=64)
-    p.add_argument('--epochs', type=int, default=12)
+    p.add_argument('--patients', type=int, default=96)
+    p.add_argument('--epochs', type=int, default=16)
     p.add_argument('--size', type=int, default=64)
     p.add_argument('--context', type=int, default=1)
     p.add_argument('--dir', default='/tmp/kit-bench-context')
@@ -65,8 +65,9 @@ def main():
                    '--epochs', args.epochs, '--bs', 32, '--lr', 3e-3, '--context', context, '--workers', 0)
         kit('predict', '--model', run, '--cache', root / 'cache_test', '--sample', comp / 'sample_submission.csv',
             '-o', run / 'submission.csv', '--workers', 0)
-        loss, auc = score(run / 'submission.csv', comp / 'solution.csv')
-        print(f'context {context} ({2 * context + 1} slices): weighted log loss {loss:.4f}   mean AUC {auc:.4f}   train {secs:.0f} s')
+        loss, auc, auc_any = score(run / 'submission.csv', comp / 'solution.csv')
+        print(f'context {context} ({2 * context + 1} slices): weighted log loss {loss:.4f}   mean AUC {auc:.4f}   AUC any {auc_any:.4f}   '
+              f'train {secs:.0f} s')
 
 
 if __name__ == '__main__':

@@ -7,8 +7,8 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #41906d33
 from . import (anonymize as _anonymize, audit as _audit, baseline as _baseline, cache as _cache, data as _data, demo as _demo, dicom as _dicom, eda as _eda, explain as _explain,
-                 infer as _infer, kaggle_tools as _kaggle_tools, meta as _meta, submit as _submit, synth as _synth, train as _train,
-                 transforms as _transforms, window as _window)
+                 infer as _infer, kaggle_tools as _kaggle_tools, meta as _meta, parallel as _parallel, submit as _submit, synth as _synth,
+                 train as _train, transforms as _transforms, window as _window)
 from .anonymize import *
 from .audit import *
 from .baseline import *
@@ -21,12 +21,13 @@ from .infer import *
 from .kaggle_tools import *
 from .dicom import *
 from .meta import *
+from .parallel import *
 from .submit import *
 from .synth import *
 from .train import *
 from .transforms import *
 from .window import *
 
-__all__ = [*_dicom.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__, *_infer.__all__, *_submit.__all__, *_kaggle_tools.__all__,
+__all__ = [*_dicom.__all__, *_parallel.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__, *_infer.__all__, *_submit.__all__, *_kaggle_tools.__all__,
            *_audit.__all__, *_eda.__all__, *_explain.__all__, *_anonymize.__all__, *_demo.__all__,
            *_baseline.__all__]

@@ -22,8 +22,9 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
-from .dicom import DicomError, MissingTagError, check_pixel_length, path_text, quiet_uid_warnings, read_dicom
-from .meta import LOCK_FILE, folder_lock, get_dicom_files, parallel_map, write_meta
+from .dicom import DicomError, MissingTagError, check_pixel_length, get_dicom_files, path_text, quiet_uid_warnings, read_dicom
+from .meta import write_meta
+from .parallel import LOCK_FILE, folder_lock, parallel_map
 
 # %% auto #0
 __all__ = ['PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset', 'may_have_burned_in_text',

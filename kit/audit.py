@@ -5,9 +5,11 @@
 # %% ../nbs/11_audit.ipynb #e371b53c
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,10 @@ from .meta import read_meta
 
 # %% auto #0
 __all__ = ['SUSPECT', 'SKIP', 'column_auc', 'audit_columns', 'meta_table', 'label_problems', 'Audit', 'leak_table', 'drift_table',
-           'audit']
+           'audit', 'write_audit']
+
+# %% ../nbs/11_audit.ipynb #1acaac98
+log = logging.getLogger(__name__)
 
 # %% ../nbs/11_audit.ipynb #654039c6
 def _codes(values, train) -> pd.Series:
@@ -89,6 +94,11 @@ class Audit:
     findings: list = field(default_factory=list)
 
     def __str__(self): return '\n'.join(f'- {f}' for f in self.findings)
+
+    def summary(self, top=15) -> str:
+        "The first `top` rows of the leak table, then the findings: what `kit audit` prints."
+        cols = [c for c in self.leaks.columns if c in ('column', 'n_values', 'best_label', 'best_auc', 'flag')]
+        return f"{self.leaks[cols].head(top).to_string(index=False, float_format='%.3f')}\n{self}"
 
 # %% ../nbs/11_audit.ipynb #acd64b03
 def _binary_labels(df, label_cols) -> dict:
@@ -169,4 +179,21 @@ def audit(meta, labels, test_meta=None, match='stem', n_folds=5, threshold=0.65)
     if len(differs):
         res.findings.append(f"{', '.join(differs.column.head(5))} tell train from test apart (AUC up to {differs.auc.max():.2f}): "
                             'the test set was made differently; validate on images like the test set.')
+    return res
+
+# %% ../nbs/11_audit.ipynb #ec6440a3
+def write_audit(meta, # header DataFrame of the training images, or the file `kit meta` wrote
+                labels, # labels csv (or DataFrame), wide or long
+                out=None, # csv to write the whole leak table to (None: write nothing)
+                test_meta=None, # header DataFrame (or file) of the test images: shared patients and images, drift
+                match='stem', # how label ids match files: `stem` or a header column
+                n_folds=5, # patient-grouped folds
+                threshold=0.65 # AUC from which a column is flagged
+               ) -> Audit:
+    "The `audit` of `meta` against `labels`, its leak table written to the csv `out` when given."
+    res = audit(meta, labels, test_meta, match, n_folds, threshold)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        res.leaks.to_csv(out, index=False)
+        log.info('table -> %s', out)
     return res

@@ -17,7 +17,8 @@ import pandas as pd
 from PIL import Image
 
 from .dicom import DICOM_EXTS, DicomError, get_dicom_files, path_text, read_dicom, slice_position
-from .meta import folder_lock, parallel_map, write_meta
+from .meta import write_meta
+from .parallel import folder_lock, parallel_map
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0

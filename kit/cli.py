@@ -282,14 +282,8 @@ def _add_kernel(sub):
 # %% ../nbs/90_cli.ipynb #67fbcc2d
 def audit_cmd(args) -> int:
     "Rank header columns by how well each alone predicts the labels; print the findings and write the table."
-    from kit.audit import audit
-    res = audit(args.meta, args.labels, args.test_meta, args.match)
-    cols = [c for c in res.leaks.columns if c in ('column', 'n_values', 'best_label', 'best_auc', 'flag')]
-    print(res.leaks[cols].head(args.top).to_string(index=False, float_format='%.3f'))
-    print(res)
-    if args.out:
-        res.leaks.to_csv(args.out, index=False)
-        log.info('table -> %s', args.out)
+    from kit.audit import write_audit
+    print(write_audit(args.meta, args.labels, args.out, test_meta=args.test_meta, match=args.match).summary(args.top))
     return 0
 
 def eda_cmd(args) -> int:
@@ -302,11 +296,9 @@ def eda_cmd(args) -> int:
 
 def explain_cmd(args) -> int:
     "Saliency maps of a run on a folder of DICOMs, as a grid."
-    from kit.explain import cam_grid, explain
-    res = explain(args.run, args.data, args.cache, args.label, args.images, args.labels, args.n, args.layer, method=args.method, pick=args.pick)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cam_grid(res).savefig(args.out, dpi=100)
-    log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], args.out)
+    from kit.explain import write_saliency
+    write_saliency(args.run, args.data, args.out, cache=args.cache, target=args.label, images=args.images, labels=args.labels, n=args.n,
+                   layer=args.layer, method=args.method, pick=args.pick)
     return 0
 
 def anonymize_cmd(args) -> int:

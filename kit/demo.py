@@ -83,7 +83,7 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
     from kit.audit import audit
     from kit.cache import preprocess
     from kit.data import n_workers
-    from kit.explain import cam_grid, explain
+    from kit.explain import write_saliency
     from kit.meta import dicom_meta
     from kit.submit import write_submission
     from kit.synth import make_competition
@@ -105,8 +105,7 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
                                          workers=workers, progress=progress)
     if problems: raise ValueError(f'the demo submission is invalid: {problems[0]}')
     with stage(times, 'explain'):
-        seen = explain(out / 'run', comp['test_images'], out / 'cache_test', labels=comp['solution'], pick='top')
-        cam_grid(seen).savefig(out / 'saliency.png', dpi=80)
+        write_saliency(out / 'run', comp['test_images'], out / 'saliency.png', out / 'cache_test', labels=comp['solution'], pick='top', dpi=80)
     score = long_log_loss(sub, comp['solution'], {'any': 2})
     baseline = long_log_loss(sub, comp['solution'], {'any': 2}, prior=label_prior(comp['train']))
     windows_figure(out / 'cache_train', comp['train'], windows).savefig(out / 'batch.png', dpi=80)

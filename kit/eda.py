@@ -16,7 +16,7 @@ import pandas as pd
 from .audit import SKIP, audit, meta_table
 from .data import label_table, read_labels
 from .dicom import read_pixels
-from .meta import parallel_map
+from .parallel import parallel_map
 
 # %% auto #0
 __all__ = ['class_column', 'numeric_columns', 'numeric_histograms', 'scatter_pairs', 'correlation_heatmap', 'label_cooccurrence',

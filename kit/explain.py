@@ -5,6 +5,7 @@
 # %% ../nbs/13_explain.ipynb #ee707e67
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -14,11 +15,14 @@ import torch
 
 from .cache import read_manifest
 from .data import read_labels
+from .dicom import get_dicom_files
 from .infer import load_run, readable_items
-from .meta import get_dicom_files
 
 # %% auto #0
-__all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid']
+__all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid', 'write_saliency']
+
+# %% ../nbs/13_explain.ipynb #ae1a9a4b
+log = logging.getLogger(__name__)
 
 # %% ../nbs/13_explain.ipynb #9a372a79
 def default_layer(model, x, min_side=8) -> torch.nn.Module:
@@ -149,3 +153,24 @@ def cam_grid(res, ncols=4):
     fig.colorbar(shown, ax=axes, shrink=0.6, label='saliency (1: the most)')
     fig.suptitle(f"{res.get('method', 'saliency')} for {res['target']!r}", fontsize=10)
     return fig
+
+# %% ../nbs/13_explain.ipynb #54df34c6
+def write_saliency(run, # run folder (`kit train`)
+                   data, # folder of DICOMs (None: the images of `cache`)
+                   out, # the PNG to write
+                   cache=None, # cache of these DICOMs made with the run's settings (None: made now)
+                   target=None, # output to explain, e.g. 'subdural' (None: 'any' or the first)
+                   images=None, # image ids (file stems) to explain
+                   labels=None, # labels csv: show the truth, explain the highest losses
+                   n=8, # images to explain
+                   layer=None, # Grad-CAM: the module to look at, as a dotted name
+                   method=None, # 'occlusion' (default) or 'gradcam' (default with `layer`)
+                   pick=None, # which images, one of `PICKS` (default: 'loss' with labels, else 'top')
+                   dpi=100 # resolution of the PNG
+                  ) -> dict:
+    "The saliency maps of `explain`, drawn by `cam_grid` into the PNG `out`; returns what `explain` found."
+    res = explain(run, data, cache, target, images, labels, n, layer, method=method, pick=pick)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    cam_grid(res).savefig(out, dpi=dpi)
+    log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], out)
+    return res

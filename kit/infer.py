@@ -22,7 +22,8 @@ import yaml
 from .cache import check_positions, match_sources, preprocess, read_cache_settings, read_manifest
 from .data import n_workers, read_csv_file, slice_context
 from .dicom import DicomError, get_dicom_files, path_text
-from .meta import dicom_meta, parallel_map
+from .meta import dicom_meta
+from .parallel import parallel_map
 
 # %% auto #0
 __all__ = ['RunError', 'read_config', 'load_run', 'readable_items', 'training_label_mean', 'predict']

@@ -5,19 +5,12 @@
 # %% ../nbs/01_meta.ipynb #590e08d4
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
 import math
-import multiprocessing as mp
 import os
-import signal
 import struct
-import time
-from collections import deque
-from contextlib import contextmanager
 from functools import lru_cache, partial
-from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +21,13 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from .dicom import DicomError, get_dicom_files, path_text, quiet_uid_warnings, read_dicom, read_pixels
+from .parallel import parallel_map
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'header_row', 'pixel_stats', 'file_row', 'FolderBusyError', 'folder_lock', 'parallel_map', 'dicom_meta',
-           'write_meta', 'read_meta', 'write_dicom_meta']
+__all__ = ['header_row', 'pixel_stats', 'file_row', 'dicom_meta', 'write_meta', 'read_meta', 'write_dicom_meta']
 
 # %% ../nbs/01_meta.ipynb #e090dcb7
 log = logging.getLogger(__name__)
-
-# %% ../nbs/01_meta.ipynb #d7aede0b
-LOCK_FILE = '.kit.lock'
 
 # %% ../nbs/01_meta.ipynb #125bb087
 _SKIP_VRS = {'OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN'}
@@ -173,120 +163,6 @@ def _frame(rows) -> pd.DataFrame:
     if 'error' not in df: df['error'] = None
     cols = ['fname'] + [c for c in df.columns if c not in ('fname', 'error')] + ['error']
     return _columns_parquet_keeps(df[cols])
-
-# %% ../nbs/01_meta.ipynb #07b85661
-def _progress(it, total, show):
-    "`it` through a fastprogress bar that shows files/s, when `show`."
-    if not show: yield from it; return
-    from fastprogress.fastprogress import progress_bar
-    bar, start = progress_bar(it, total=total, leave=False), time.perf_counter()
-    for i, o in enumerate(bar, 1):
-        if i % 16 == 0 or i == total: bar.comment = f'{i / (time.perf_counter() - start):.0f} files/s'
-        yield o
-
-def _die_with_parent():
-    "Have Linux kill this process when its parent dies (PR_SET_PDEATHSIG), so no worker outlives a killed run."
-    try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError): pass  # not Linux: workers still stop at their next message
-
-def _worker(f, conn, parent):
-    "Apply `f` to each `(index, item)` of the chunks the parent sends; send back `(index, ok, result)` one item at a time."
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if os.getppid() != parent: return
-    while (chunk := conn.recv()) is not None:
-        for i, item in chunk:
-            try: res = (i, True, f(item))
-            except Exception as e: res = (i, False, e)
-            try: conn.send(res)
-            except Exception as e: conn.send((i, False, RuntimeError(f'{type(e).__name__}: {e}')))
-
-def _death_cause(code) -> str:
-    "What the exit code of a dead worker says, for the row of the item it held."
-    if code == -signal.SIGKILL: return 'the worker reading this file was killed (SIGKILL: out of memory, or by hand)'
-    if code is not None and code < 0: return f'the worker reading this file crashed ({signal.Signals(-code).name})'
-    return f'the worker reading this file exited (code {code})'
-
-class _Worker:
-    "One worker process, its pipe, and the indices it holds, in order."
-    def __init__(self, ctx, f):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(f, child, os.getpid()), daemon=True)
-        self.proc.start(); child.close()
-        self.pending, self.since, self.cause = deque(), time.monotonic(), None
-
-def _pool_results(f, items, workers, on_crash, timeout):
-    "Yield `(index, result)` as workers finish; a worker that dies or hangs costs only its current item, and is replaced."
-    ctx, n = mp.get_context(), len(items)
-    size = max(1, min(256, n // (workers * 8)))
-    todo = deque([(i, items[i]) for i in range(k, min(k + size, n))] for k in range(0, n, size))
-    pool = [_Worker(ctx, f) for _ in range(min(workers, len(todo)))]
-    try:
-        while pool:
-            for w in pool:
-                while todo and len(w.pending) <= size:  # one chunk at work, one queued
-                    if not w.pending: w.since = time.monotonic()
-                    chunk = todo.popleft(); w.conn.send(chunk); w.pending.extend(i for i, _ in chunk)
-            for conn in mp_wait([w.conn for w in pool], timeout=1):
-                w = next(w for w in pool if w.conn is conn)
-                try: i, ok, res = conn.recv()
-                except (EOFError, OSError):  # the worker died
-                    pool.remove(w)
-                    yield from _replace(w, items, todo, on_crash)
-                    if todo: pool.append(_Worker(ctx, f))
-                    continue
-                if not ok: raise res
-                w.pending.popleft(); w.since = time.monotonic()
-                yield i, res
-            for w in pool:
-                if timeout and w.pending and w.cause is None and time.monotonic() - w.since > timeout:
-                    w.cause = f'reading this file took more than {timeout:g} s'; w.proc.kill()
-                if not w.pending and not todo: w.conn.send(None)
-            pool = [w for w in pool if w.pending or todo]
-    finally:
-        for w in pool: w.proc.kill()
-
-def _replace(w, items, todo, on_crash):
-    "Yield the crashed item of dead worker `w` through `on_crash`; put the items it still held back in `todo`."
-    w.proc.join(5)
-    if not w.pending: return
-    i = w.pending.popleft()
-    cause = w.cause or _death_cause(w.proc.exitcode)
-    if on_crash is None: raise RuntimeError(f'{items[i]}: {cause}')
-    yield i, on_crash(items[i], cause)
-    if w.pending: todo.appendleft([(j, items[j]) for j in w.pending])
-
-class FolderBusyError(RuntimeError): "Another kit run is writing into the folder."
-
-@contextmanager
-def folder_lock(folder):
-    "Hold the lock of `folder` (created if needed) while the block runs; a second kit run on it is refused in one line."
-    import fcntl
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, 'a+') as f:
-        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise FolderBusyError(f'{folder} is being written by another kit run (pid {f.read().strip() or "?"}): '
-                                  'wait for it to finish, or use another folder') from None
-        f.truncate(0); f.write(str(os.getpid())); f.flush()
-        try: yield folder
-        finally: (folder / LOCK_FILE).unlink(missing_ok=True)  # still held: a run that opened it now is refused
-
-def parallel_map(f, # a picklable function of one item
-                 items, # what to apply it to
-                 workers=None, # processes (None: all cores; 0 or 1: this process)
-                 progress=True, # show a progress bar
-                 on_crash=None, # `(item, cause) -> result` for an item whose worker died or hung (None: raise)
-                 timeout=600 # seconds an item may take before its worker is killed
-                ) -> list:
-    "`[f(o) for o in items]` over `workers` processes (all cores by default; 0 or 1 runs here), in order; an item whose worker dies or runs past `timeout` s gets `on_crash(item, cause)`."
-    items = list(items)
-    workers = os.cpu_count() if workers is None else workers
-    if workers <= 1 or len(items) < 2: return list(_progress(map(f, items), len(items), progress))
-    res = [None] * len(items)
-    for i, r in _progress(_pool_results(f, items, workers, on_crash, timeout), len(items), progress): res[i] = r
-    return res
 
 # %% ../nbs/01_meta.ipynb #58f28d05
 def dicom_meta(src, # folder of DICOMs (searched recursively), one file, or a list of files

@@ -15,8 +15,8 @@ from fasttransform import DisplayedTransform, Transform
 from PIL import Image
 
 from .cache import FORMATS, PNG16_OFFSET
-from .dicom import read_dicom, window
-from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, fit_pixels, pad_square, parse_windows, resize_longest
+from .dicom import read_dicom
+from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, pad_square, parse_windows, resize_longest, window
 
 # %% auto #0
 __all__ = ['DicomWindows', 'DicomBlock', 'fit_channels', 'load_cached', 'LoadCached', 'load_hu', 'LoadHU', 'WindowBatch',

@@ -11,17 +11,19 @@ API = {
     'dicom': '''
     DICOM_EXTS DicomError NotDicomError TruncatedError NoPixelDataError MissingDecoderError MissingTagError
     is_regular_file has_dicom_preamble is_dicom_file path_text get_dicom_files quiet_uid_warnings max_decode_bytes
-    read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels window header_window_count header_window
-    slice_position sort_slices read_series''',
+    read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels slice_position sort_slices
+    read_series''',
+    'parallel': '''
+    LOCK_FILE parallel_map FolderBusyError folder_lock''',
     'meta': '''
-    LOCK_FILE header_row pixel_stats file_row FolderBusyError folder_lock parallel_map dicom_meta write_meta read_meta
-    write_dicom_meta''',
+    header_row pixel_stats file_row dicom_meta write_meta read_meta write_dicom_meta''',
     'synth': '''
     LESIONS LABELS TRANSFER_SYNTAXES MIN_BLEED_PIXELS MG_SYNTAXES head_phantom lesion_mask bleed_profile head_series
     ct_dataset make_competition breast_phantom mg_dataset make_mammography''',
     'window': '''
-    DEFAULT_WINDOWS WINDOWS register_window list_windows WindowSpec parse_window parse_windows freqhist_bins hist_scaled
-    window_channels body_bbox crop_bbox resize_longest pad_square fit_pixels dicom_pixels dicom_channels''',
+    DEFAULT_WINDOWS WINDOWS window header_window_count header_window register_window list_windows WindowSpec parse_window
+    parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox resize_longest pad_square fit_pixels
+    dicom_pixels dicom_channels''',
     'cache': '''
     FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS cache_settings output_path cache_array
     cache_file read_manifest read_cache_settings match_sources cached_paths check_positions cache_meta preprocess''',
@@ -43,12 +45,12 @@ API = {
     KAGGLE_IMAGE REPLACEABLE PLATFORMS KaggleError is_kaggle_kernel competition_paths submit_to_kaggle ImageFreeze read_freeze
     resolve_for_image project_root kaggle_image build_wheels check_install run_kit kernel_folder push_kernel''',
     'audit': '''
-    SUSPECT SKIP column_auc audit_columns meta_table label_problems Audit leak_table drift_table audit''',
+    SUSPECT SKIP column_auc audit_columns meta_table label_problems Audit leak_table drift_table audit write_audit''',
     'eda': '''
     class_column numeric_columns numeric_histograms scatter_pairs correlation_heatmap label_cooccurrence
     category_columns category_counts images_per_patient intensity_profiles eda_report''',
     'explain': '''
-    PICKS default_layer gradcam occlusion explain cam_grid''',
+    PICKS default_layer gradcam occlusion explain cam_grid write_saliency''',
     'anonymize': '''
     PROFILE pseudonym pseudo_uid profile_tags instance_uid anonymize_dataset may_have_burned_in_text patient_folder
     anonymize_file anonymize''',

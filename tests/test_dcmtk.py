@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.dicom import DicomError, header_window, header_window_count, read_dicom, read_pixels, window
+from kit.dicom import DicomError, read_dicom, read_pixels
+from kit.window import header_window, header_window_count, window
 from conftest import corpus_files, needs_dcmtk
 
 pytestmark = needs_dcmtk
