@@ -195,12 +195,11 @@ def slice_context(meta, # header table (`dicom_meta`, or a cache's `cache_meta`)
                  ) -> list[list[str]]:
     "For each row of `meta`, the `fname`s of the `2k + 1` slices around it in its series, along the slice normal; the ends repeat."
     pos, names = slice_positions(meta), meta.fname.astype(str).to_numpy()
-    series = meta.SeriesInstanceUID.astype(str).to_numpy() if 'SeriesInstanceUID' in meta else np.full(len(meta), 'nan')
-    alone = np.isnan(pos) | meta.get('SeriesInstanceUID', pd.Series(np.nan, index=meta.index)).isna().to_numpy()
+    series = meta['SeriesInstanceUID'].to_numpy() if 'SeriesInstanceUID' in meta else np.full(len(meta), None)
+    slices = pd.DataFrame({'series': series, 'pos': pos, 'name': names})  # rows 0..n-1, as `names`
     context = [[n] * (2 * k + 1) for n in names]
-    for idx in pd.Series(np.arange(len(meta)))[~alone].groupby(series[~alone]).indices.values():
-        rows = np.flatnonzero(~alone)[idx]
-        order = rows[np.lexsort((names[rows], pos[rows]))]
+    for _, group in slices.dropna().sort_values(['pos', 'name']).groupby('series', sort=False):
+        order = group.index.to_numpy()
         for j, i in enumerate(order): context[i] = [names[order[min(max(j + d, 0), len(order) - 1)]] for d in range(-k, k + 1)]
     return context
 

@@ -317,9 +317,9 @@ def _j2k_header(codestream) -> tuple[int, bool, int]:
     raise ValueError('no COD marker in the main header')
 
 def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int]:
-    "Stored values of a one-component JPEG 2000 `codestream` decoded `reduce` resolution levels down (as far as it has), and the levels used."
+    "Stored values of a one-component unsigned JPEG 2000 `codestream` decoded `reduce` resolution levels down (as far as it has), and the levels used."
     precision, signed, levels = _j2k_header(codestream)
-    if precision > 16: raise ValueError(f'{precision}-bit JPEG 2000')
+    if precision > 16 or signed: raise ValueError(f"{precision}-bit {'signed' if signed else 'unsigned'} JPEG 2000: left to pydicom")
     with warnings.catch_warnings():
         warnings.simplefilter('error', Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(codestream)) as im:
@@ -327,7 +327,7 @@ def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int]:
             im.load()
             arr = np.asarray(im)
     arr = arr >> ((16 if arr.dtype == np.uint16 else 8) - precision)  # Pillow stretches the values to fill its mode
-    return (arr.astype(np.int32) - 2**(precision - 1) if signed else arr), used
+    return arr, used
 
 def box_reduce(arr, factor) -> np.ndarray:
     "`(..., H, W)` averaged over `factor` x `factor` blocks (the last partial blocks dropped), as float32."
