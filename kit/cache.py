@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -22,9 +23,9 @@ from .parallel import folder_lock, parallel_map
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
-__all__ = ['FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'HEADER_COLUMNS', 'cache_settings',
-           'output_path', 'cache_array', 'cache_file', 'read_manifest', 'read_cache_settings', 'match_sources',
-           'cached_paths', 'check_positions', 'cache_meta', 'preprocess']
+__all__ = ['FORMATS', 'PNG16_OFFSET', 'SETTINGS_FILE', 'MANIFEST_FILE', 'MAX_SIZE', 'HEADER_COLUMNS', 'CacheSettings',
+           'cache_settings', 'output_path', 'cache_array', 'cache_file', 'read_manifest', 'read_cache_settings',
+           'match_sources', 'cached_paths', 'check_positions', 'cache_meta', 'preprocess']
 
 # %% ../nbs/04_cache.ipynb #f0b0b7a8
 log = logging.getLogger(__name__)
@@ -37,19 +38,32 @@ MAX_SIZE = 8192  # the longest side a cached image may have
 HEADER_COLUMNS = ('PatientID', 'StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID', 'ImageLaterality')  # kept in the manifest
 
 # %% ../nbs/04_cache.ipynb #296d290e
-def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') -> dict:
+@dataclass(frozen=True)
+class CacheSettings:
+    "How a cache's images are made: written whole (`asdict`) to its `kit_cache.json` and into the config of a run trained on it."
+    windows: tuple[str, ...] = ()  # each channel's window (width:level, header or hist); none for png16
+    size: int | None = None  # the longest side; None: as the DICOM has it
+    crop: bool = False  # cropped to the body first
+    format: str = 'png'  # png, png16 or npy
+    offset: int | None = None  # what png16 adds to the values
+    @classmethod
+    def from_dict(cls, d) -> CacheSettings:
+        "Settings from their `asdict` form (read from json or yaml); a key this kit does not know is refused."
+        if unknown := set(d) - {f.name for f in fields(cls)}: raise ValueError(f"unknown cache settings {', '.join(sorted(unknown))}: made by a newer kit?")
+        return cls(**{**d, 'windows': tuple(d.get('windows') or ())})
+
+def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') -> CacheSettings:
     "The settings of a cache, checked: windows fit the format, the format is known."
     if fmt not in FORMATS: raise ValueError(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
     if fmt == 'png16':
         if windows: raise ValueError('png16 stores the corrected values (HU), not windows: leave --windows out and window the batches')
-        wins = []
+        wins = ()
     else:
-        wins = [str(w) for w in parse_windows(windows or DEFAULT_WINDOWS)]
+        wins = tuple(str(w) for w in parse_windows(windows or DEFAULT_WINDOWS))
         if fmt == 'png' and len(wins) not in (1, 3):
             raise ValueError(f'{len(wins)} windows need --format npy: a PNG holds 1 (grey) or 3 (RGB) channels')
     if size is not None and not 1 <= int(size) <= MAX_SIZE: raise ValueError(f'size {size} is not between 1 and {MAX_SIZE} pixels')
-    return dict(windows=wins, size=int(size) if size else None, crop=bool(crop), format=fmt,
-                offset=PNG16_OFFSET if fmt == 'png16' else None)
+    return CacheSettings(wins, int(size) if size else None, bool(crop), fmt, PNG16_OFFSET if fmt == 'png16' else None)
 
 # %% ../nbs/04_cache.ipynb #4330f1d4
 def output_path(fn, src, out, fmt) -> Path:
@@ -62,11 +76,11 @@ def output_path(fn, src, out, fmt) -> Path:
 def cache_array(ds, settings) -> np.ndarray:
     "The array to store for DICOM file or dataset `ds` under `settings`."
     ds = read_dicom(ds) if not hasattr(ds, 'PixelData') else ds
-    if settings['format'] == 'png16':
-        px = dicom_pixels(ds, settings['size'], settings['crop'])
-        return np.clip(np.round(px) + settings['offset'], 0, 65535).astype(np.uint16)
-    img = dicom_channels(ds, settings['windows'], size=settings['size'], crop_body=settings['crop'])
-    if settings['format'] == 'npy': return img.astype(np.float16)
+    if settings.format == 'png16':
+        px = dicom_pixels(ds, settings.size, settings.crop)
+        return np.clip(np.round(px) + settings.offset, 0, 65535).astype(np.uint16)
+    img = dicom_channels(ds, settings.windows, size=settings.size, crop_body=settings.crop)
+    if settings.format == 'npy': return img.astype(np.float16)
     img = np.round(img * 255).astype(np.uint8)
     return img[0] if len(img) == 1 else img.transpose(1, 2, 0)
 
@@ -101,19 +115,19 @@ def _header_ids(ds) -> dict:
 def _paths(fn, src, settings) -> dict:
     "The manifest's paths of `fn`: relative to `src` and to the cache, as UTF-8 text with `/`."
     return dict(source=PurePosixPath(path_text(Path(fn).relative_to(src))).as_posix(),
-                output=output_path(fn, src, '', settings['format']).as_posix())
+                output=output_path(fn, src, '', settings.format).as_posix())
 
 def cache_file(fn, src, out, settings) -> dict:
     "Write the image of `fn` unless a finished one is there; return its manifest row (the header ids of `fn` with it)."
-    dest = output_path(fn, src, out, settings['format'])
+    dest = output_path(fn, src, out, settings.format)
     try:
-        shape = _stored_shape(dest, settings['format'])
+        shape = _stored_shape(dest, settings.format)
         cached = shape is not None
         ds = read_dicom(fn, header_only=cached)
         if not cached:
             arr = cache_array(ds, settings)
-            _save(arr, dest, settings['format'])
-            shape = arr.shape[-2:] if settings['format'] == 'npy' else arr.shape[:2]  # (C, H, W) or (H, W[, 3])
+            _save(arr, dest, settings.format)
+            shape = arr.shape[-2:] if settings.format == 'npy' else arr.shape[:2]  # (C, H, W) or (H, W[, 3])
         return {**_paths(fn, src, settings), 'status': 'cached' if cached else 'ok', 'error': None, **_header_ids(ds),
                 'height': shape[0], 'width': shape[1]}
     except DicomError as e: return _error_row(fn, e.cause, src, out, settings)
@@ -134,11 +148,11 @@ def read_manifest(cache) -> pd.DataFrame:
     root = Path(os.path.abspath(cache))
     return m.assign(output=[str(root / o) for o in m.output])
 
-def read_cache_settings(cache) -> dict:
+def read_cache_settings(cache) -> CacheSettings:
     "The settings cache folder `cache` was made with."
     path = Path(cache) / SETTINGS_FILE
     if not path.is_file(): raise FileNotFoundError(f'{cache}: no {SETTINGS_FILE} (is this a kit preprocess folder?)')
-    return json.loads(path.read_text())
+    return CacheSettings.from_dict(json.loads(path.read_text()))
 
 # %% ../nbs/04_cache.ipynb #85fb0d6a
 def _unique_stems(sources) -> dict:
@@ -182,16 +196,16 @@ def _check_settings(out, settings, files, src, rebuild):
     "Refuse a cache made with other settings (or clear its images when `rebuild`), drop a killed run's temporary files, record `settings`."
     f = Path(out) / SETTINGS_FILE
     if f.exists():
-        old = json.loads(f.read_text())
+        old = CacheSettings.from_dict(json.loads(f.read_text()))
         if old != settings:
             if not rebuild:
-                raise ValueError(f'{out} holds a cache made with other settings ({old}); use another folder or rebuild')
-            for fn in files: output_path(fn, src, out, old['format']).unlink(missing_ok=True)
+                raise ValueError(f'{out} holds a cache made with other settings ({asdict(old)}); use another folder or rebuild')
+            for fn in files: output_path(fn, src, out, old.format).unlink(missing_ok=True)
             (Path(out) / MANIFEST_FILE).unlink(missing_ok=True)
     Path(out).mkdir(parents=True, exist_ok=True)
     for stale in Path(out).rglob('.*.tmp'): stale.unlink(missing_ok=True)  # left by a killed run
     tmp = f.with_suffix('.tmp')
-    tmp.write_text(json.dumps(settings, indent=1)); os.replace(tmp, f)
+    tmp.write_text(json.dumps(asdict(settings), indent=1)); os.replace(tmp, f)
 
 # %% ../nbs/04_cache.ipynb #79fe447a
 def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers=None, progress=True, rebuild=False) -> pd.DataFrame:
@@ -208,8 +222,8 @@ def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers
         job = partial(cache_file, src=src, out=out, settings=settings)
         rows = parallel_map(job, files, workers, progress, on_crash=partial(_error_row, src=src, out=out, settings=settings))
         manifest = pd.DataFrame(rows, columns=['source', 'output', 'status', 'error', *HEADER_COLUMNS, 'slice_position', 'height', 'width'])
-        manifest = manifest.assign(windows=','.join(settings['windows']), size=settings['size'], crop=settings['crop'],
-                                   format=fmt, offset=settings['offset'])
+        manifest = manifest.assign(windows=','.join(settings.windows), size=settings.size, crop=settings.crop,
+                                   format=fmt, offset=settings.offset)
         write_meta(manifest, out / MANIFEST_FILE)
     _report(manifest, time.perf_counter() - start)
     return manifest.assign(output=[str(out / o) for o in manifest.output])

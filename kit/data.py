@@ -241,12 +241,12 @@ def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column, an
     from fastai.vision.augment import aug_transforms
     from kit.cache import read_cache_settings
     from kit.transforms import image_block
-    label_cols, made = list(label_cols), read_cache_settings(cache) if cache else {}
+    label_cols, made = list(label_cols), read_cache_settings(cache) if cache else None
     df = df.assign(_x=_inputs(df, cache))
     y_block = {'multi': MultiCategoryBlock(encoded=True, vocab=label_cols), 'single': CategoryBlock,
                'regression': RegressionBlock(n_out=len(label_cols))}[task]
     get_y = LabelColumns(label_cols) if task != 'single' else ColReader(label_cols[0])
-    x_block = image_block(made.get('format'), windows, size, offset=made.get('offset'))
+    x_block = image_block(made.format, windows, size, offset=made.offset) if made else image_block(None, windows, size)
     dblock = DataBlock(blocks=(x_block, y_block), get_x=ColReader('_x'), get_y=get_y,
                        splitter=IndexSplitter(np.flatnonzero(df.fold.values == valid_fold)),
                        item_tfms=None, batch_tfms=aug_transforms(size=size, max_rotate=10, max_warp=0.) if augment else None)

@@ -77,14 +77,14 @@ def _batch(learn, items, context=0):
 
 def _is_positive(truth, target, config) -> pd.Series | None:
     "Whether each labelled image is a positive of output `target` (None for regression)."
-    if config['task'] == 'multi': return truth[target].astype(float)
-    if config['task'] == 'single': return (truth[config['label_cols'][0]].astype(str) == str(target)).astype(float)
+    if config.task == 'multi': return truth[target].astype(float)
+    if config.task == 'single': return (truth[config.label_cols[0]].astype(str) == str(target)).astype(float)
     return None
 
 def _truth_text(truth, config) -> pd.Series:
     "What each labelled image truly is, as short text: its positive labels (or 'none'), its class, or its target values."
-    cols = config['label_cols']
-    if config['task'] == 'multi': return truth[cols].apply(lambda r: ', '.join(c for c in cols if r[c] == 1) or 'none', axis=1)
+    cols = list(config.label_cols)
+    if config.task == 'multi': return truth[cols].apply(lambda r: ', '.join(c for c in cols if r[c] == 1) or 'none', axis=1)
     return truth[cols].astype(str).agg(', '.join, axis=1)
 
 def _pick(p, positive, images, n, pick) -> list[str]:
@@ -112,7 +112,7 @@ def _maps(learn, x, target, method, layer) -> tuple[np.ndarray, str]:
 def explain(run, data, cache=None, target=None, images=None, labels=None, n=8, layer=None, bs=32, method=None, pick=None) -> dict:
     "Saliency maps of run `run` on the DICOMs under `data` for output `target`: ids, probabilities, truths, images, maps and the method."
     learn, config = load_run(run, cpu=True)
-    cols = config['label_cols'] if config['task'] != 'single' else list(learn.dls.vocab)
+    cols = list(config.label_cols) if config.task != 'single' else list(learn.dls.vocab)
     target = target or ('any' if 'any' in cols else cols[0])
     if target not in cols: raise ValueError(f'{target!r} is not an output of {run} ({", ".join(map(str, cols))})')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
@@ -128,7 +128,7 @@ def explain(run, data, cache=None, target=None, images=None, labels=None, n=8, l
         chosen = _pick(probs[target], None if truth is None else _is_positive(truth, target, config), images, n,
                        pick or ('loss' if truth is not None else 'top'))
         if not chosen: raise ValueError(f'none of the images asked for is under {data}' if images else 'no image to explain with this pick')
-        x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.get('context') or 0)
+        x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.context)
     maps, how = _maps(learn, x, cols.index(target), method or ('gradcam' if layer else 'occlusion'), layer)
     truths = _truth_text(truth.loc[chosen], config).tolist() if truth is not None else None
     return dict(ids=chosen, target=target, probs=probs.loc[chosen, target].to_numpy(), truths=truths, images=shown, cams=maps, method=how)

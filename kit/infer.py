@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, fields
 import logging
 import os
 import tempfile
@@ -20,6 +21,7 @@ import torch
 import yaml
 
 from .cache import check_positions, match_sources, preprocess, read_cache_settings, read_manifest
+from .train import RunConfig
 from .data import n_workers, read_csv_file, slice_context
 from .dicom import DicomError, get_dicom_files, path_text
 from .meta import dicom_meta
@@ -41,7 +43,7 @@ def _one_line(e, n=300) -> str:
     return msg if len(msg) <= n else msg[:n - 3] + '...'
 
 # %% ../nbs/08_infer.ipynb #ea40bada
-def read_config(run) -> dict:
+def read_config(run) -> RunConfig:
     "The `config.yaml` of run folder `run`, checked to be one `kit train` wrote."
     path = Path(run) / 'config.yaml'
     if not path.is_file(): raise RunError(f'{path}: no such file (kit train writes it beside model.pkl: copy the whole run folder)')
@@ -49,12 +51,13 @@ def read_config(run) -> dict:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e: raise RunError(f'{path}: cannot read it ({_one_line(e)})') from None
     missing = [k for k in ('task', 'label_cols') if not isinstance(config, dict) or k not in config]
     if missing: raise RunError(f"{path}: not a kit train config (no {', '.join(missing)})")
-    return config
+    try: return RunConfig.from_dict(config)
+    except (TypeError, ValueError) as e: raise RunError(f'{path}: {_one_line(e)}') from None
 
 def _version_changes(config) -> str:
     "The packages the run's model was exported with that are installed here at another version: `plum-dispatch 2.9.0 there, 2.10.1 here`."
     from kit.train import package_versions
-    then = config.get('versions') or {}
+    then = config.versions or {}
     now = package_versions(list(then))
     return ', '.join(f'{name} {v} there, {now[name]} here' for name, v in then.items() if now[name] != v)
 
@@ -104,8 +107,8 @@ def _usable_cache(cache, settings, data) -> bool:
     "Whether the given `cache` holds images made with `settings`; when it does not, a line says so, or an error when `data` is None."
     if cache is None: return False
     if (made := read_cache_settings(cache)) == settings: return True
-    differ = [k for k in settings if settings[k] != made.get(k)]
-    needs, holds = (', '.join(f'{k}={d.get(k)}' for k in differ) for d in (settings, made))
+    differ = [f.name for f in fields(settings) if getattr(settings, f.name) != getattr(made, f.name)]
+    needs, holds = (', '.join(f'{k}={getattr(d, k)}' for k in differ) for d in (settings, made))
     if data is None: raise ValueError(f'the run needs images made with {needs}, but the cache {cache} holds {holds}: give the test DICOMs to make them')
     log.info('the cache %s holds %s, the run needs %s: making its images from %s', cache, holds, needs, data)
     return False
@@ -113,9 +116,9 @@ def _usable_cache(cache, settings, data) -> bool:
 def _cached_items(files, data, settings, cache, workdir, context=0) -> tuple[list, dict]:
     "The cached images of the readable `files`, and the causes of the others: from `cache` if it fits, else made now in `workdir`."
     if not _usable_cache(cache, settings, data):  # one cache per set of settings, so that runs made on different caches can be averaged
-        cache = Path(workdir) / hashlib.md5(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        cache = Path(workdir) / hashlib.md5(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()
         with _without_warnings('kit.cache'):
-            preprocess(data, cache, settings['windows'] or None, settings['size'], settings['crop'], settings['format'], progress=False)
+            preprocess(data, cache, settings.windows or None, settings.size, settings.crop, settings.format, progress=False)
     return _cache_items(cache, files, context)
 
 # %% ../nbs/08_infer.ipynb #6a59af51
@@ -147,8 +150,8 @@ def readable_items(learn, # the run's learner
                    checked=None # unreadable files per test pipeline, shared between runs (None: not shared)
                   ) -> tuple[list, dict]:
     "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths, or lists of their neighbouring slices), and the unreadable files with their causes."
-    context = config.get('context') or 0
-    if config.get('cache'): return _cached_items(files, data, config['cache_settings'], cache, workdir, context)
+    context = config.context
+    if config.cache: return _cached_items(files, data, config.cache_settings, cache, workdir, context)
     if data is None: raise ValueError('the run was trained on DICOMs and reads them to predict: give the test DICOM folder')
     bad = _dicom_errors(learn, files, workers, {} if checked is None else checked, progress, context)
     good = [str(f) for f in files if f not in bad]
@@ -163,9 +166,9 @@ def training_label_mean(run, # a `kit train` run folder
     run, config = Path(run), read_config(run)
     path = next((p for p in (run / 'folds.csv', run / 'oof.csv') if p.is_file()), None)
     if path is None: raise RunError(f'{run}: no folds.csv or oof.csv to take the training label mean from (kit train writes both)')
-    labels, label_cols = read_csv_file(path), list(config['label_cols'])
+    labels, label_cols = read_csv_file(path), list(config.label_cols)
     if missing := [c for c in label_cols if c not in labels]: raise RunError(f'{path}: no column {missing[0]!r} (a label of {run})')
-    if config['task'] != 'single': return pd.Series(labels[label_cols].astype(float).mean().to_numpy(), index=cols or label_cols)
+    if config.task != 'single': return pd.Series(labels[label_cols].astype(float).mean().to_numpy(), index=cols or label_cols)
     freq = labels[label_cols[0]].astype(str).value_counts(normalize=True)
     cols = cols or sorted(labels[label_cols[0]].unique().tolist())
     return pd.Series([float(freq.get(str(c), 0.)) for c in cols], index=cols)
@@ -174,7 +177,7 @@ def training_label_mean(run, # a `kit train` run folder
 def _run_preds(run, files, data, cache, tta, bs, workers, workdir, strict, checked, progress) -> tuple[pd.DataFrame, dict, partial]:
     "One run's predictions of the readable `files` (indexed by image id), the unreadable ones with their causes, and its label mean (a function)."
     learn, config = load_run(run)
-    cols = config['label_cols'] if config['task'] != 'single' else list(learn.dls.vocab)
+    cols = list(config.label_cols) if config.task != 'single' else list(learn.dls.vocab)
     items, bad = readable_items(learn, config, files, data, cache, workdir, workers, progress, checked)
     if strict and bad: raise _unreadable_error(bad, len(files))
     preds = np.zeros((0, len(cols)), np.float32)

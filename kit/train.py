@@ -7,8 +7,10 @@ with everything needed to predict and to reproduce."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+from dataclasses import asdict, dataclass, field, fields
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from functools import partial
 from pathlib import Path
@@ -26,14 +28,14 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import num_distrib, rank_distrib, set_seed
 from fastai.vision.learner import vision_learner
 
-from .cache import cache_meta, read_cache_settings
+from .cache import CacheSettings, cache_meta, read_cache_settings
 from .data import dicom_dataloaders, infer_task, label_table, patient_folds, read_labels, slice_context
 from .meta import dicom_meta
 from .window import DEFAULT_WINDOWS
 
 # %% auto #0
 __all__ = ['MODEL_PACKAGES', 'WeightsError', 'mean_auc', 'weighted_log_loss', 'task_metrics', 'weights_file', 'make_learner',
-           'DDPTrainer', 'package_versions', 'best_epoch', 'prepare', 'train', 'train_folds']
+           'DDPTrainer', 'RunConfig', 'package_versions', 'best_epoch', 'prepare', 'train', 'train_folds']
 
 # %% ../nbs/07_train.ipynb #614562fc
 log = logging.getLogger(__name__)
@@ -158,9 +160,43 @@ def _one_process():
         if world is not None: os.environ['WORLD_SIZE'] = world
 
 # %% ../nbs/07_train.ipynb #437ab608
-def _cache_settings(cache) -> dict | None:
-    "The settings a `kit preprocess` cache was made with, so that prediction can make the same images."
-    return read_cache_settings(cache) if cache else None
+@dataclass(frozen=True)
+class RunConfig:
+    "Everything a `kit train` run was given and found: written whole to its `config.yaml`; a file of an older run reads with defaults for what it lacks."
+    task: str  # 'multi', 'single' or 'regression'
+    label_cols: list  # the outputs' labels, in order
+    data: str | None = None  # the DICOM folder it trained on (None: a cache alone)
+    labels: str | None = None
+    arch: str = 'resnet18'
+    size: int = 256
+    epochs: int = 5
+    fold: int = 0
+    n_folds: int = 5
+    bs: int = 32
+    lr: float = 2e-3
+    cache: str | None = None
+    cache_settings: CacheSettings | None = None  # how the cache's images were made: prediction makes the same
+    windows: str | list = DEFAULT_WINDOWS
+    pretrained: bool = False
+    weights: str | None = None
+    match: str = 'stem'
+    seed: int = 0
+    precision: str = 'auto'
+    context: int = 0  # neighbouring slices on either side
+    augment: bool = True
+    workers: int | None = None
+    n_train: int | None = None
+    n_valid: int | None = None
+    versions: dict = field(default_factory=dict)  # of `MODEL_PACKAGES`, to say why a model will not load elsewhere
+    @classmethod
+    def from_dict(cls, d) -> RunConfig:
+        "A config from its `asdict` form (read from yaml); a key this kit does not know is refused."
+        if unknown := set(d) - {f.name for f in fields(cls)}: raise ValueError(f"unknown settings {', '.join(sorted(unknown))}: made by a newer kit?")
+        made = d.get('cache_settings')
+        return cls(**{**d, 'cache_settings': CacheSettings.from_dict(made) if made else None})
+    def write(self, path):
+        "Write the config whole to yaml file `path` (tuples as lists)."
+        Path(path).write_text(yaml.safe_dump(json.loads(json.dumps(asdict(self))), sort_keys=False))
 
 def _write_folds(table, label_cols, out):
     "The fold of every labelled image, in `out/folds.csv`."
@@ -211,12 +247,12 @@ def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_fold
     if lr == 'auto': lr = float(learn.lr_find(show_plot=False).valley)
     if rank_distrib() == 0:  # written before the fit, so that a run that dies still says what it was
         _write_folds(table, label_cols, out)
-        config = dict(data=str(data) if data is not None else None, labels=str(labels), arch=arch, size=size, epochs=epochs, fold=fold, n_folds=n_folds, bs=bs,
-                      lr=float(lr), cache=str(cache) if cache else None, cache_settings=_cache_settings(cache), windows=windows, pretrained=pretrained,
-                      weights=str(weights) if weights else None, match=match, task=task, label_cols=label_cols, seed=seed,
-                      precision=precision, context=context, augment=augment, workers=workers, n_train=int((table.fold != fold).sum()), n_valid=int((table.fold == fold).sum()),
-                      versions=package_versions())
-        (out / 'config.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
+        RunConfig(task=task, label_cols=label_cols, data=str(data) if data is not None else None, labels=str(labels), arch=arch, size=size,
+                  epochs=epochs, fold=fold, n_folds=n_folds, bs=bs, lr=float(lr), cache=str(cache) if cache else None,
+                  cache_settings=read_cache_settings(cache) if cache else None, windows=windows, pretrained=pretrained,
+                  weights=str(weights) if weights else None, match=match, seed=seed, precision=precision, context=context, augment=augment,
+                  workers=workers, n_train=int((table.fold != fold).sum()), n_valid=int((table.fold == fold).sum()),
+                  versions=package_versions()).write(out / 'config.yaml')
     cbs = [SaveModelCallback(monitor='valid_loss', fname='best')] + ([CSVLogger(fname='metrics.csv')] if rank_distrib() == 0 else [])
     with _distributed(learn), (nullcontext() if progress else _quiet(learn)):
         learn.fit_one_cycle(epochs, float(lr), cbs=cbs)

@@ -25,7 +25,7 @@ API = {
     parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox resize_longest pad_square fit_pixels
     dicom_pixels dicom_channels''',
     'cache': '''
-    FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS cache_settings output_path cache_array
+    FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS CacheSettings cache_settings output_path cache_array
     cache_file read_manifest read_cache_settings match_sources cached_paths check_positions cache_meta preprocess''',
     'transforms': '''
     DicomWindows DicomBlock fit_channels load_cached LoadCached load_hu LoadHU WindowBatch HUBlock image_block''',
@@ -33,7 +33,7 @@ API = {
     SNIFF_BYTES COMPRESSED CsvError file_size read_csv_file split_long_ids is_long_format read_labels infer_task
     label_table patient_folds slice_positions slice_context n_workers LabelColumns dicom_dataloaders''',
     'train': '''
-    MODEL_PACKAGES WeightsError mean_auc weighted_log_loss task_metrics weights_file make_learner DDPTrainer
+    MODEL_PACKAGES WeightsError mean_auc weighted_log_loss task_metrics weights_file make_learner DDPTrainer RunConfig
     package_versions best_epoch prepare train train_folds''',
     'infer': '''
     RunError read_config load_run readable_items training_label_mean predict''',

@@ -1,6 +1,4 @@
 "Mammograms, generated: decoded no bigger than the model needs, through `kit meta`, `preprocess`, `train` and `predict`."
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +11,9 @@ from kit.dicom import decode_reduction, read_dicom
 from kit.submit import validate_submission
 from kit.synth import make_mammography
 from kit.window import dicom_channels
+from kitcli import kit, ok
 
-KIT = str(Path(sys.executable).with_name('kit'))
 SHAPE = (2048, 1664)  # half a real mammogram's side: big enough to be halved twice at 256 px, small enough for CI
-
-
-def kit(*args):
-    "Run the kit command line; its result, text output captured."
-    return subprocess.run([KIT, *map(str, args)], capture_output=True, text=True, timeout=900)
-
-
-def ok(r):
-    "The command succeeded; else show what it said."
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
 
 @pytest.fixture(scope='module')

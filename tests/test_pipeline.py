@@ -1,8 +1,4 @@
 "One image pipeline through the CLI: every cache format trains and predicts, any image shape batches, neighbouring slices as channels."
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
@@ -11,20 +7,9 @@ import yaml
 from kit.infer import load_run
 from kit.submit import validate_submission
 from kit.synth import make_competition
+from kitcli import kit, ok
 
-KIT = str(Path(sys.executable).with_name('kit'))
 TINY = ['--size', 32, '--epochs', 1, '--bs', 8, '--n-folds', 3, '--workers', 0]
-
-
-def kit(*args):
-    "Run the kit command line; its result, text output captured."
-    return subprocess.run([KIT, *map(str, args)], capture_output=True, text=True, timeout=900)
-
-
-def ok(r):
-    "The command succeeded; else show what it said."
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
 
 @pytest.fixture(scope='module')
