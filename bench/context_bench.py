@@ -1,6 +1,6 @@
 """2.5D context: the same model trained on slices alone and with their neighbours, on bleeds that span slices.
 
-    python bench/context_bench.py [--patients 96] [--epochs 16] [--size 64] [--context 1] [--dir /tmp/kit-bench-context]
+    python bench/context_bench.py [--patients 96] [--epochs 16] [--size 64] [--context 1] [--seed 0] [--dir /tmp/kit-bench-context]
 
 Corpus: `kit synth --bleeds 3d` (blobs across 3-5 slices, faint at their ends, brain 26-38 HU, blood 50-75 HU,
 noise sd 10 HU), 256 px slices, a quarter of the patients held out as the test set with its answers.
@@ -46,6 +46,7 @@ def main():
     p.add_argument('--epochs', type=int, default=16)
     p.add_argument('--size', type=int, default=64)
     p.add_argument('--context', type=int, default=1)
+    p.add_argument('--seed', type=int, default=0, help='seed of both runs (folds, weights, batches)')
     p.add_argument('--dir', default='/tmp/kit-bench-context')
     args = p.parse_args()
     root = Path(args.dir)
@@ -59,9 +60,9 @@ def main():
     print(f'{len(labels)} training and {len(read_labels(comp / "solution.csv"))} test slices at {args.size} px; '
           f'positive (any): {labels["any"].mean():.0%}; resnet18 from scratch, {args.epochs} epochs each')
     for context in (0, args.context):
-        run = root / f'run_context{context}'
+        run = root / f'run_context{context}_seed{args.seed}'
         secs = kit('train', '--labels', comp / 'train.csv', '--cache', root / 'cache_train', '--out', run, '--size', args.size,
-                   '--epochs', args.epochs, '--bs', 32, '--lr', 3e-3, '--context', context, '--workers', 0)
+                   '--epochs', args.epochs, '--bs', 32, '--lr', 3e-3, '--context', context, '--seed', args.seed, '--workers', 0)
         kit('predict', '--model', run, '--cache', root / 'cache_test', '--sample', comp / 'sample_submission.csv',
             '-o', run / 'submission.csv', '--workers', 0)
         loss, auc, auc_any = score(run / 'submission.csv', comp / 'solution.csv')
