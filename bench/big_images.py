@@ -9,7 +9,11 @@ Anchor: what RSNA screening mammography notebooks do, also a whole process (`pyt
 `pixel_array`, MONOCHROME1 inverted, the header window, `cv2.resize(INTER_AREA)` to S, `cv2.imwrite` a PNG; over
 a `multiprocessing.Pool` for W > 1. Also dicomsdl (`dcm.pixelData()`) in place of pydicom, where it installs.
 Agreement: kit's PNGs against the same window of a full decode resized by kit (`reduce=0`), in 8-bit grey levels.
-Memory: peak RSS of one worker reading one 5,000 x 4,000 JPEG 2000 image (at 512 px and native), above its RSS after\nimports (the peak is reset through /proc/self/clear_refs after them).
+Memory: peak RSS of one worker reading one 5,000 x 4,000 JPEG 2000 image (at 512 px and native), above its RSS after
+imports (the peak is reset through /proc/self/clear_refs after them).
+Stages (--stages): where one kit process spends its time per image (cProfile over `cache_file`, a few images, one
+process): reading the file, decoding (and the codec's own reduction), block means, rescale, resize, windows, PNG;
+and the seconds each whole-process run pays before its first image (imports), kit against the anchor.
 Target: kit >= 4x pydicom + resize at 512 px.
 """
 import argparse
@@ -78,10 +82,11 @@ print(status_mb('VmHWM') - base)
 '''
 
 
-def make_corpus(root, n) -> dict:
-    "One folder of `n` 4,096 x 3,328 mammograms per syntax under `root` (kept between runs); the folders."
+def make_corpus(root, n, names=tuple(SYNTAXES)) -> dict:
+    "One folder of `n` 4,096 x 3,328 mammograms per syntax of `names` under `root` (kept between runs); the folders."
     folders = {}
-    for name, ts in SYNTAXES.items():
+    for name in names:
+        ts = SYNTAXES[name]
         folder = Path(root) / name
         if len(list(folder.glob('*.dcm'))) < n:
             folder.mkdir(parents=True, exist_ok=True)
@@ -137,15 +142,51 @@ def peak_memory(path) -> dict:
     return out
 
 
+STAGES = {'read the file': 'read_dicom', 'decode': '_decode_reduced', 'block means': 'box_reduce', 'rescale': '_modality_lut',
+          'resize': 'fit_pixels', 'windows': 'window_channels', 'PNG write': '_save', 'whole image': 'cache_file'}
+
+
+def stage_times(src, size, n=4) -> dict:
+    "Milliseconds per image of each of `STAGES` (cumulative, so decode holds the codec), `kit preprocess` of `n` images of `src` in this process."
+    import cProfile, pstats, tempfile
+    from kit.cache import cache_file, cache_settings
+    files, settings = sorted(Path(src).glob('*.dcm'))[:n], cache_settings('header', size)
+    with tempfile.TemporaryDirectory() as out:
+        cache_file(files[0], src, Path(out) / 'warm', settings)  # imports and first-call costs out of the profile
+        prof = cProfile.Profile()
+        prof.runcall(lambda: [cache_file(f, src, out, settings) for f in files])
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (calls, primitive calls, total, cumulative, callers)}
+    cum = {}
+    for (_, _, name), (_, _, _, ct, _) in stats.items(): cum[name] = cum.get(name, 0) + ct
+    return {stage: 1000 * cum[fn] / len(files) for stage, fn in STAGES.items() if fn in cum}
+
+
+def startup_seconds() -> dict:
+    "Seconds to start each whole-process run and import what it needs before its first image (the best of 3)."
+    cmds = {'kit': [sys.executable, '-c', 'import kit.cli, kit.cache, kit.window, kit.meta, imagecodecs, pyarrow.parquet'],
+            'anchor': [sys.executable, '-c', 'import cv2, numpy, pydicom, pydicom.pixels']}
+    return {k: min(run(c) for _ in range(3)) for k, c in cmds.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--images', type=int, default=8)
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--sizes', default='512,1024')
     p.add_argument('--dir', default='/tmp/kit-bench-big')
+    p.add_argument('--syntaxes', default=','.join(SYNTAXES), help='transfer syntaxes to time: ' + ', '.join(SYNTAXES))
+    p.add_argument('--stages', action='store_true', help='only print where the time goes per image, and the start-up costs')
     args = p.parse_args()
     root = Path(args.dir)
-    folders = make_corpus(root / 'corpus', args.images)
+    if unknown := set(args.syntaxes.split(',')) - set(SYNTAXES): p.error(f"unknown syntaxes {', '.join(sorted(unknown))}")
+    folders = make_corpus(root / 'corpus', args.images, args.syntaxes.split(','))
+    if args.stages:
+        print('start-up and imports (s): ' + ', '.join(f'{k} {v:.2f}' for k, v in startup_seconds().items()))
+        for size in map(int, args.sizes.split(',')):
+            for name, src in folders.items():
+                ms = stage_times(src, size)
+                print(f'{size:5d} px {name:<14} ms per image: ' + ', '.join(f'{k} {v:.1f}' for k, v in ms.items()))
+        return
     readers = ['pydicom'] + (['dicomsdl'] if has_dicomsdl() else [])
     print(f'{args.images} images of 4096 x 3328 per syntax; anchors: {", ".join(readers)} + cv2.resize(INTER_AREA)')
     for size in map(int, args.sizes.split(',')):

@@ -37,11 +37,16 @@ log = logging.getLogger(__name__)
 PROFILE = 'dicomfields_2026c'  # the newest PS3.15 table dicom-anonymizer ships
 _UID_TEXT = re.compile(r'[0-9]+(\.[0-9]+)*')  # PS3.5 9.1: digits and dots
 
-def pseudonym(value, salt, prefix='ANON') -> str:
+def pseudonym(value, # the identifier to replace (a Patient ID, a name)
+              salt, # the secret key of the keyed hash (HMAC-SHA256)
+              prefix='ANON' # what the pseudonym starts with
+             ) -> str:
     "A pseudonym for `value`: the same for the same value and salt, unguessable without the salt."
     return f'{prefix}_' + hmac.new(salt.encode(), str(value).encode(), hashlib.sha256).hexdigest()[:16].upper()
 
-def pseudo_uid(uid, salt) -> str:
+def pseudo_uid(uid, # the UID to replace
+               salt # the secret key of the keyed hash
+              ) -> str:
     "A `2.25.` UID (a 128-bit number, as UUID-derived UIDs) derived from `uid` and `salt`: the same for the same inputs."
     digest = hmac.new(salt.encode(), str(uid).encode(), hashlib.sha256).digest()
     return '2.25.' + str(int.from_bytes(digest[:16], 'big'))
@@ -103,7 +108,10 @@ def _apply_profile(ds, exact, masked):
         if el is not None and el.VR == 'SQ':
             for item in el.value: _apply_profile(item, exact, masked)
 
-def instance_uid(ds, salt, fallback='') -> str:
+def instance_uid(ds, # a pydicom dataset
+                 salt, # the secret key of the keyed hash
+                 fallback='' # what to derive the UID from when `ds` has none (its file path)
+                ) -> str:
     "The new SOP instance UID of `ds`: the pseudo UID of its (0008,0018) SOP Instance UID, else of the file meta's, else of `fallback`."
     meta = getattr(ds, 'file_meta', None) or {}
     old = ds.get('SOPInstanceUID') or meta.get('MediaStorageSOPInstanceUID') or fallback
@@ -124,7 +132,11 @@ def _file_meta(ds, old_meta, uid) -> FileMetaDataset:
     meta.ImplementationClassUID, meta.ImplementationVersionName = PYDICOM_IMPLEMENTATION_UID, f"PYDICOM {'.'.join(pydicom.__version_info__)}"
     return meta
 
-def anonymize_dataset(ds, salt, keep=(), uid=None) -> pydicom.Dataset:
+def anonymize_dataset(ds, # a pydicom dataset, changed in place
+                      salt, # the secret key of the pseudonyms
+                      keep=(), # keywords left as they are
+                      uid=None # the new SOP instance UID (None: `instance_uid(ds, salt)`)
+                     ) -> pydicom.Dataset:
     "Apply the basic profile to `ds` in place, in every sequence item, with consistent pseudonyms; new file meta and a zero preamble; `keep`: keywords left as they are; `uid`: the new SOP instance UID (default `instance_uid(ds, salt)`)."
     uid = uid or instance_uid(ds, salt)
     exact, masked = _actions(salt, ds.get('PatientID', ''), keep)
@@ -164,7 +176,9 @@ def _claim(tmp, dest) -> Path:
         return target
     raise FileExistsError(f'{dest}: too many files with this SOP instance UID')
 
-def patient_folder(ds, salt) -> str:
+def patient_folder(ds, # a pydicom dataset
+                   salt # the secret key of the pseudonyms
+                  ) -> str:
     "The output folder of `ds`: the pseudonym of its (0010,0020) Patient ID, `ANON_NONE` without one; never text from the file."
     return pseudonym(ds.get('PatientID', ''), salt) if 'PatientID' in ds else 'ANON_NONE'
 
@@ -195,7 +209,11 @@ def _write(ds, out, folder, uid) -> Path:
         return _claim(tmp, dest)
     finally: tmp.unlink(missing_ok=True)
 
-def anonymize_file(fn, out, salt, keep=()) -> dict:
+def anonymize_file(fn, # a DICOM file
+                   out, # the output folder
+                   salt, # the secret key of the pseudonyms
+                   keep=() # keywords left as they are
+                  ) -> dict:
     "De-identify DICOM file `fn` into folder `out` as `<patient pseudonym>/<new SOP instance UID>.dcm`; a report row (errors recorded, not raised)."
     try:
         ds = read_dicom(fn)
@@ -232,7 +250,13 @@ def _salt(salt) -> str:
         salt = secrets.token_hex(16)
     return salt
 
-def anonymize(src, out, salt=None, keep=(), workers=None, progress=True) -> pd.DataFrame:
+def anonymize(src, # folder of DICOMs (searched recursively); never written to
+              out, # a new output folder, not inside `src`
+              salt=None, # the secret key of the pseudonyms (None: $KIT_ANONYMIZE_SALT, else a random one)
+              keep=(), # keywords left as they are
+              workers=None, # processes (None: all cores; 0 or 1: this process)
+              progress=True
+             ) -> pd.DataFrame:
     "De-identify every DICOM under `src` into `out` (never inside `src`); the report (a file failed where `error` is set), also written to `out`."
     src, out = Path(src).resolve(), Path(out).resolve()
     if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: anonymize never writes into the source')

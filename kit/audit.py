@@ -33,7 +33,11 @@ def _codes(values, train) -> pd.Series:
         return pd.Series(np.where(num.isna(), -1, np.searchsorted(edges, num, side='right')), index=values.index).astype(str)
     return values.astype(str)
 
-def column_auc(values, y, folds, smoothing=1.) -> float:
+def column_auc(values, # one header column, a value per image
+               y, # the binary label of each image
+               folds, # the fold of each image (grouped by patient)
+               smoothing=1. # weight of the overall label rate in the rate per value (images' worth)
+              ) -> float:
     "Mean over held-out folds of the AUC of binary `y` predicted from column `values` alone, by the label rate per value (or decile) of the other folds."
     from sklearn.metrics import roc_auc_score
     values, y, folds = pd.Series(values).reset_index(drop=True), np.asarray(y, dtype=float), np.asarray(folds)
@@ -71,7 +75,10 @@ def meta_table(meta) -> pd.DataFrame:
         raise ValueError(f'no readable file in {name}: {len(meta)} errors, e.g. {errors.fname.iloc[0]}: {errors.error.iloc[0]}')
     return meta
 
-def label_problems(df, label_cols, max_classes=20) -> list[str]:
+def label_problems(df, # the label table (`label_table`)
+                   label_cols, # its label columns
+                   max_classes=20 # most values a label that is not 0/1 may have
+                  ) -> list[str]:
     "Why each label of `df` that the audit cannot score is left out: one value only, or more than `max_classes` values that are not 0/1."
     out = []
     for c in label_cols:
@@ -110,7 +117,11 @@ def _binary_labels(df, label_cols) -> dict:
         elif df[c].nunique() <= 20: out.update({f'{c}={v}': (df[c] == v).astype(int) for v in sorted(vals, key=str)})
     return out
 
-def leak_table(df, label_cols, n_folds=5, threshold=0.65) -> pd.DataFrame:
+def leak_table(df, # the label table (`label_table`): header columns and labels
+               label_cols, # its label columns
+               n_folds=5, # folds grouped by patient
+               threshold=0.65 # the AUC from which a column is flagged
+              ) -> pd.DataFrame:
     "One row per audited column: its grouped-CV AUC for each label, the best, whether it is suspect, and a flag."
     folds = patient_folds(df, n_folds).values
     labels = _binary_labels(df, label_cols)
@@ -126,7 +137,11 @@ def leak_table(df, label_cols, n_folds=5, threshold=0.65) -> pd.DataFrame:
     return table.sort_values('best_auc', ascending=False, na_position='last').reset_index(drop=True)
 
 # %% ../nbs/11_audit.ipynb #a4a422f7
-def drift_table(train, test, n_folds=5, threshold=0.65) -> pd.DataFrame:
+def drift_table(train, # header table of the training images
+                test, # header table of the test images
+                n_folds=5, # folds grouped by patient
+                threshold=0.65 # the AUC from which a column is flagged
+               ) -> pd.DataFrame:
     "One row per column shared by `train` and `test` header DataFrames: the grouped-CV AUC of telling the two apart with it."
     both = pd.concat([train.assign(_test=0), test.assign(_test=1)], ignore_index=True)
     cols = [c for c in audit_columns(both, exclude=['_test']) if c in train and c in test]
@@ -152,7 +167,13 @@ def _leak_sentences(leaks, threshold) -> list[str]:
                        f'make sure it is known at prediction time and is not derived from the label.')
     return out
 
-def audit(meta, labels, test_meta=None, match='stem', n_folds=5, threshold=0.65) -> Audit:
+def audit(meta, # header table of the training images (DataFrame or parquet/csv file, `kit meta`)
+          labels, # the labels (csv path or DataFrame, long or wide)
+          test_meta=None, # header table of the test images: shared patients, shared images, drift
+          match='stem', # what the label ids are: 'stem' (file names) or a header column such as 'PatientID'
+          n_folds=5, # folds grouped by patient
+          threshold=0.65 # the AUC from which a column is flagged
+         ) -> Audit:
     "Rank header columns of `meta` (table or file) by how well each alone predicts each label; with `test_meta`, shared patients, images, drift."
     meta, test_meta = meta_table(meta), None if test_meta is None else meta_table(test_meta)
     label_cols = [c for c in read_labels(labels).columns if c != 'image']

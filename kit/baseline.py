@@ -22,10 +22,10 @@ from .submit import SUBMISSION_FORMATS, SubmissionFormat, get_format, is_long_sa
 
 # %% auto #0
 __all__ = ['MATCH_COLUMNS', 'IMAGE_IDS', 'HEADER_PROBES', 'SPLIT_NAME', 'LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR',
-           'EPOCH_FIXED_S', 'RESERVE', 'LayoutError', 'Layout', 'split_folder', 'label_ids', 'header_ids', 'id_match',
-           'find_layout', 'SampleKey', 'sample_ids', 'key_candidates', 'sample_key', 'sample_format', 'Ladder', 'Plan',
-           'image_seconds', 'run_seconds', 'plan_training', 'measure_step', 'measure_render', 'pick_windows',
-           'default_out', 'baseline', 'baseline_report']
+           'EPOCH_FIXED_S', 'RESERVE', 'CONTEXT_COST', 'LayoutError', 'Layout', 'split_folder', 'label_ids',
+           'header_ids', 'id_match', 'find_layout', 'SampleKey', 'sample_ids', 'key_candidates', 'sample_key',
+           'sample_format', 'Ladder', 'Plan', 'image_seconds', 'run_seconds', 'plan_training', 'measure_step',
+           'measure_render', 'pick_windows', 'pick_context', 'default_out', 'baseline', 'baseline_report']
 
 # %% ../nbs/16_baseline.ipynb #3ba792d6
 log = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ def _scan(root) -> tuple[list[Path], list[Path]]:
             elif is_dicom_file(p): dicoms.append(p)
     return dicoms, csvs
 
-def split_folder(rel, split) -> Path | None:
+def split_folder(rel, # a file's path relative to the competition folder
+                 split # 'train' or 'test'
+                ) -> Path | None:
     "The first folder of relative path `rel` whose name starts a word with `split` ('train' or 'test'), else None."
     parts = Path(rel).parts[:-1]
     i = next((i for i, p in enumerate(parts) if SPLIT_NAME[split].search(p.lower())), None)
@@ -117,7 +119,9 @@ def label_ids(df) -> tuple[set, str, tuple] | None:
     if df.shape[1] < 2: return None
     return set(df.iloc[:, 0].astype(str)), 'wide', tuple(map(str, df.columns[1:]))
 
-def header_ids(files, n=HEADER_PROBES) -> pd.DataFrame:
+def header_ids(files, # training DICOM files
+               n=HEADER_PROBES # how many of them to read
+              ) -> pd.DataFrame:
     "The file stem and `MATCH_COLUMNS` of `n` of `files` (evenly spread), one row each; unreadable files left out."
     rows = []
     for f in list(files)[::max(1, len(files) // n)][:n]:
@@ -126,7 +130,9 @@ def header_ids(files, n=HEADER_PROBES) -> pd.DataFrame:
         rows.append({'stem': Path(f).stem, **{c: str(ds.get(c, '')) for c in MATCH_COLUMNS}})
     return pd.DataFrame(rows, columns=['stem', *MATCH_COLUMNS])
 
-def id_match(ids, probes) -> str | None:
+def id_match(ids, # the ids of a csv (`label_ids`)
+             probes # header ids of a few training files (`header_ids`)
+            ) -> str | None:
     "What `ids` are: the column of `probes` (stem first, then `MATCH_COLUMNS`) holding most of them, more than half; else None."
     if probes.empty: return None
     share = {c: probes[c].isin(ids).mean() for c in probes.columns}
@@ -196,7 +202,9 @@ class SampleKey:
     how: str
     keys: pd.Series  # the key of each row of the test meta, in its order
 
-def sample_ids(sample, label_cols) -> pd.Series:
+def sample_ids(sample, # the sample submission
+               label_cols # the label names, to split long `<id>_<label>` rows
+              ) -> pd.Series:
     "The distinct ids of `sample`: its first column, or the `<id>` of long `<id>_<label>` rows."
     if is_long_sample(sample, label_cols): return split_long_ids(sample.iloc[:, 0], label_cols)[0].drop_duplicates()
     return sample.iloc[:, 0].astype(str).drop_duplicates()
@@ -254,6 +262,7 @@ LADDERS = {'cpu': Ladder('resnet18', (128, 96, 64, 32), 64, 'fp32', 32),
            'gpu': Ladder('resnet50', (512, 384, 256, 192, 128), 256, 'fp16', 64)}
 MIN_EPOCHS, MAX_EPOCHS = 4, 20
 EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.2, 3., 0.15
+CONTEXT_COST = 1.2  # time per training image with neighbouring slices: three cached images read (+17-24% measured on 2 CPUs)
 
 @dataclass(frozen=True)
 class Plan:
@@ -267,20 +276,29 @@ class Plan:
     seconds: float  # the estimated time of training and prediction
     budget: float  # the seconds there were for them
     note: str = ''
+    context: int = 0  # neighbouring slices on either side (2.5D)
 
     def describe(self) -> str:
         "The plan in one line."
         windows = f', windows {self.windows}' if self.windows else ''
+        windows += f', {self.context} neighbouring slice(s) on either side' if self.context else ''
         cost = f'about {self.seconds:.0f} s of the {self.budget:.0f} s left' if self.seconds == self.seconds else ''  # nan: not estimated
         why = '; '.join(w for w in (cost, self.note) if w)
         return f'{self.arch} at {self.size} px, {self.epochs} epoch(s), batch {self.bs}, {self.precision}{windows}: {why}'
 
 # %% ../nbs/16_baseline.ipynb #058654a9
-def image_seconds(t0, measured, size) -> float:
+def image_seconds(t0, # seconds per training image at side `measured`
+                  measured, # the side `t0` was measured at
+                  size # the side to estimate
+                 ) -> float:
     "Seconds per training image at side `size`, from `t0` measured at side `measured`."
     return t0 * max(1., (size / measured) ** 2)
 
-def run_seconds(n_train, n_test, t, epochs) -> tuple[float, float]:
+def run_seconds(n_train, # training images
+                n_test, # test images
+                t, # seconds per training image (`image_seconds`)
+                epochs # epochs
+               ) -> tuple[float, float]:
     "Seconds per epoch on `n_train` images and for the whole run (`epochs`, then predicting `n_test`), at `t` s per image."
     epoch = n_train * t * EPOCH_FACTOR + EPOCH_FIXED_S
     return epoch, epochs * epoch + n_test * t / 3
@@ -293,10 +311,12 @@ def plan_training(n_train, # training images
                   arch=None, # timm model (None: the ladder's)
                   size=None, # image side (None: the largest that fits)
                   epochs=None, # epochs (None: as many as fit)
-                  windows='' # windows, recorded in the plan
+                  windows='', # windows, recorded in the plan
+                  context=0 # neighbouring slices on either side: each item reads `2 * context + 1` cached images
                  ) -> Plan:
     "Arch, side and epochs that fit training on `n_train` images and predicting `n_test` in `seconds`, at `t0` s per image (ladder's side)."
     lad = LADDERS['gpu' if gpu else 'cpu']
+    t0 = t0 * (CONTEXT_COST if context else 1.)
     cost = lambda s, e: run_seconds(n_train, n_test, image_seconds(t0, lad.measured, s), e)
     sizes = (size,) if size else lad.sizes
     s = next((s for s in sizes if cost(s, epochs or MIN_EPOCHS)[1] <= seconds), sizes[-1])
@@ -304,7 +324,7 @@ def plan_training(n_train, # training images
     e = epochs or int(np.clip((seconds - cost(s, 0)[1]) // epoch, 1, MAX_EPOCHS))
     total, note = cost(s, e)[1], ''
     if total > seconds: note = f'over budget by {total - seconds:.0f} s: give more --minutes, or --size/--epochs'
-    return Plan(arch or lad.arch, s, e, min(lad.bs, max(2, n_train // 4)), lad.precision, windows, total, seconds, note)
+    return Plan(arch or lad.arch, s, e, min(lad.bs, max(2, n_train // 4)), lad.precision, windows, total, seconds, note, context)
 
 # %% ../nbs/16_baseline.ipynb #bc0283e6
 def measure_step(arch, # timm model name
@@ -327,7 +347,11 @@ def measure_step(arch, # timm model name
     if device == 'cuda': torch.cuda.synchronize()
     return (time.perf_counter() - start) / (steps * bs)
 
-def measure_render(files, windows, size, n=4) -> float:
+def measure_render(files, # DICOM files
+                   windows, # the windows to cache
+                   size, # the side to cache at
+                   n=4 # files timed
+                  ) -> float:
     "Seconds to decode, window and resize one of `files` (the mean over `n`), as `preprocess` does."
     from kit.cache import cache_array, cache_settings
     settings, start, files = cache_settings(windows, size), time.perf_counter(), list(files)[:n]
@@ -341,6 +365,13 @@ def pick_windows(meta) -> str:
     from kit.window import DEFAULT_WINDOWS
     modality = meta['Modality'].dropna().astype(str).mode() if 'Modality' in meta else pd.Series([], dtype=str)
     return DEFAULT_WINDOWS if len(modality) and modality.iloc[0] == 'CT' else 'hist'
+
+def pick_context(meta) -> int:
+    "Neighbouring slices for each image: 1 (2.5D, the first step of strong head-CT solutions) when the images are CT series of 3 slices or more, else 0."
+    from kit.data import slice_positions
+    if pick_windows(meta) == 'hist' or 'SeriesInstanceUID' not in meta: return 0
+    placed = pd.Series(np.isfinite(slice_positions(meta)), index=meta.index).groupby(meta['SeriesInstanceUID']).sum()
+    return int(len(placed) > 0 and placed.median() >= 3)
 
 # %% ../nbs/16_baseline.ipynb #69abe21f
 def default_out() -> Path:
@@ -368,20 +399,21 @@ def _audit(metas, layout) -> list[str]:
         return [f'The audit could not run: {" ".join(str(e).split())}']
 
 # %% ../nbs/16_baseline.ipynb #b42963cb
-def _plan(layout, metas, seconds, arch, size, epochs, workers) -> Plan:
+def _plan(layout, metas, seconds, arch, size, epochs, workers, context) -> Plan:
     "Measure the speed of this machine (unless `size` and `epochs` are both fixed), then `plan_training` in the `seconds` left."
     import torch
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     lad, windows = LADDERS['gpu' if device == 'cuda' else 'cpu'], pick_windows(metas['train'])
+    context = pick_context(metas['train']) if context is None else context
     bs = min(lad.bs, max(2, layout.n_train // 4))
     if size and epochs:
-        plan = plan_training(layout.n_train, layout.n_test, seconds, 0., device == 'cuda', arch, size, epochs, windows)
+        plan = plan_training(layout.n_train, layout.n_test, seconds, 0., device == 'cuda', arch, size, epochs, windows, context)
         return replace(plan, seconds=float('nan'), note='side and epochs fixed by --size and --epochs')
     t0 = measure_step(arch or lad.arch, lad.measured, bs, device, len(layout.label_cols))
     prep = (layout.n_train + layout.n_test) * measure_render(metas['train'].fname, windows, size or lad.measured) / max(1, workers)
     left = (seconds - prep - metas['train_s']) * (1 - RESERVE)
     log.info('%.3f s per training image at %d px; about %.0f s to preprocess; %.0f s left to train and predict', t0, lad.measured, prep, left)
-    return plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows)
+    return plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context)
 
 def _figure(out, plan, label_cols):
     "A few training images in their windows, from the run's folds and the training cache, to `out/batch.png`."
@@ -408,11 +440,12 @@ def _preprocess(layout, out, plan, workers, progress):
     for split in ('train', 'test'):
         preprocess(getattr(layout, split), out / f'cache_{split}', plan.windows, plan.size, workers=workers, progress=progress, rebuild=True)
 
-def _train(layout, out, plan, workers, seed) -> dict:
+def _train(layout, out, plan, workers, seed, progress) -> dict:
     "Train fold 0 of 5 as planned on the cached images into `out/run`; the best epoch's metrics."
     from kit.train import train
     return train(layout.train, layout.labels, out / 'run', plan.arch, plan.size, plan.epochs, bs=plan.bs, lr=1e-2, cache=out / 'cache_train',
-                 windows=plan.windows, match=layout.match, precision=plan.precision, workers=workers, seed=seed)
+                 windows=plan.windows, match=layout.match, precision=plan.precision, workers=workers, seed=seed, progress=progress,
+                 context=plan.context)
 
 # %% ../nbs/16_baseline.ipynb #a2304c05
 def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in a kernel)
@@ -426,6 +459,7 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
              size=None, # image side instead of the budget's choice
              epochs=None, # epochs instead of the budget's choice
              workers=None, # processes (None: all cores up to 8)
+             context=None, # neighbouring slices on either side (None: 1 for CT series, `pick_context`)
              seed=0,
              progress=False) -> dict:
     "Find the layout of competition folder `input`, then meta, audit, preprocess, train, predict and validate in about `minutes`; write `out`."
@@ -437,10 +471,10 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
     sample_df = read_csv_file(layout.sample)
     key = sample_key(sample_df, metas['test'], layout.label_cols, layout.match, str(layout.sample))  # before training, not after
     with stage(times, 'audit'): findings = _audit(metas, layout)
-    with stage(times, 'plan'): plan = _plan(layout, metas, minutes * 60 - (time.perf_counter() - start), arch, size, epochs, workers)
+    with stage(times, 'plan'): plan = _plan(layout, metas, minutes * 60 - (time.perf_counter() - start), arch, size, epochs, workers, context)
     log.info('plan: %s', plan.describe())
     with stage(times, 'preprocess'): _preprocess(layout, out, plan, workers, progress)
-    with stage(times, 'train'): best = _train(layout, out, plan, workers, seed)
+    with stage(times, 'train'): best = _train(layout, out, plan, workers, seed, progress)
     with stage(times, 'predict'):
         sub, problems = write_submission(out / 'run', layout.test, sample_df, out / 'submission.csv', sample_format(key), out / 'cache_test',
                                          metas['test'], workers=workers, progress=progress, predictions=out / 'predictions.csv')

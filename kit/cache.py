@@ -52,7 +52,11 @@ class CacheSettings:
         if unknown := set(d) - {f.name for f in fields(cls)}: raise ValueError(f"unknown cache settings {', '.join(sorted(unknown))}: made by a newer kit?")
         return cls(**{**d, 'windows': tuple(d.get('windows') or ())})
 
-def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') -> CacheSettings:
+def cache_settings(windows=DEFAULT_WINDOWS, # each channel's window: names or width:level, comma-separated or a list
+                   size=None, # the longest side in pixels (None: as the DICOM has it)
+                   crop=False, # crop to the body first
+                   fmt='png' # png, png16 or npy (`FORMATS`)
+                  ) -> CacheSettings:
     "The settings of a cache, checked: windows fit the format, the format is known."
     if fmt not in FORMATS: raise ValueError(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
     if fmt == 'png16':
@@ -66,14 +70,20 @@ def cache_settings(windows=DEFAULT_WINDOWS, size=None, crop=False, fmt='png') ->
     return CacheSettings(wins, int(size) if size else None, bool(crop), fmt, PNG16_OFFSET if fmt == 'png16' else None)
 
 # %% ../nbs/04_cache.ipynb #4330f1d4
-def output_path(fn, src, out, fmt) -> Path:
+def output_path(fn, # a DICOM file under `src`
+                src, # the DICOM folder
+                out, # the cache folder
+                fmt # png, png16 or npy
+               ) -> Path:
     "Where the image of DICOM file `fn` (under `src`) goes under `out`: its relative path (as UTF-8 text), DICOM suffix replaced."
     rel = Path(path_text(Path(fn).relative_to(src)))
     stem = rel.with_suffix('') if rel.suffix.lower() in DICOM_EXTS else rel
     return Path(out) / stem.parent / (stem.name + FORMATS[fmt])
 
 # %% ../nbs/04_cache.ipynb #b4261de9
-def cache_array(ds, settings) -> np.ndarray:
+def cache_array(ds, # DICOM file or pydicom dataset
+                settings # `CacheSettings`
+               ) -> np.ndarray:
     "The array to store for DICOM file or dataset `ds` under `settings`."
     ds = read_dicom(ds) if not hasattr(ds, 'PixelData') else ds
     if settings.format == 'png16':
@@ -117,7 +127,11 @@ def _paths(fn, src, settings) -> dict:
     return dict(source=PurePosixPath(path_text(Path(fn).relative_to(src))).as_posix(),
                 output=output_path(fn, src, '', settings.format).as_posix())
 
-def cache_file(fn, src, out, settings) -> dict:
+def cache_file(fn, # a DICOM file under `src`
+               src, # the DICOM folder
+               out, # the cache folder
+               settings # `CacheSettings`
+              ) -> dict:
     "Write the image of `fn` unless a finished one is there; return its manifest row (the header ids of `fn` with it)."
     dest = output_path(fn, src, out, settings.format)
     try:
@@ -160,7 +174,9 @@ def _unique_stems(sources) -> dict:
     stems = pd.Series(np.arange(len(sources)), index=[PurePosixPath(s).stem for s in sources])
     return stems[~stems.index.duplicated(keep=False)].to_dict()
 
-def match_sources(manifest, files) -> np.ndarray:
+def match_sources(manifest, # a cache's manifest (`read_manifest`)
+                  files # DICOM paths as they are now
+                 ) -> np.ndarray:
     "The manifest row of each of `files` (-1 where none): the longest tail of its path that is a cached source, else a unique stem."
     exact, stems = {s: i for i, s in enumerate(manifest.source)}, _unique_stems(manifest.source)
     def row(f):
@@ -170,7 +186,9 @@ def match_sources(manifest, files) -> np.ndarray:
     return np.array([row(f) for f in files], dtype=np.int64)
 
 # %% ../nbs/04_cache.ipynb #31f8f24b
-def cached_paths(cache, sources) -> list[str]:
+def cached_paths(cache, # a `kit preprocess` folder
+                 sources # DICOM paths, as they are now or as the manifest has them
+                ) -> list[str]:
     "The cached image of each DICOM file of `sources` (paths as they are now, or as the manifest has them); every one must be there."
     m = read_manifest(cache)
     rows = match_sources(m, sources)
@@ -184,7 +202,9 @@ def check_positions(manifest, cache):
     if 'slice_position' not in manifest:
         raise ValueError(f'{cache}: its manifest has no slice positions (an older kit made it): run kit preprocess into it again, it keeps the images')
 
-def cache_meta(cache, positions=False) -> pd.DataFrame:
+def cache_meta(cache, # a `kit preprocess` folder
+               positions=False # refuse a manifest without slice positions (neighbouring slices need them)
+              ) -> pd.DataFrame:
     "The images of `cache` as a header table to train or predict without the DICOMs: `fname` (the source path in the manifest), the ids, the slice positions (required when `positions`)."
     m = read_manifest(cache)
     if positions: check_positions(m, cache)
@@ -208,7 +228,16 @@ def _check_settings(out, settings, files, src, rebuild):
     tmp.write_text(json.dumps(asdict(settings), indent=1)); os.replace(tmp, f)
 
 # %% ../nbs/04_cache.ipynb #79fe447a
-def preprocess(src, out, windows=None, size=None, crop=False, fmt='png', workers=None, progress=True, rebuild=False) -> pd.DataFrame:
+def preprocess(src, # folder of DICOMs (searched recursively); never written to
+               out, # the cache folder
+               windows=None, # each channel's window, e.g. 'brain,subdural,bone' (None: `DEFAULT_WINDOWS`; none for png16)
+               size=None, # the longest side in pixels (None: as the DICOM has it)
+               crop=False, # crop to the body first
+               fmt='png', # png (1 or 3 windows), png16 (HU + offset) or npy (any number of windows)
+               workers=None, # processes (None: all cores; 0 or 1: this process)
+               progress=True,
+               rebuild=False # clear a cache made with other settings instead of refusing
+              ) -> pd.DataFrame:
     "Cache windowed images of every DICOM under `src` in `out`; return the manifest (`out/manifest.parquet`, outputs resolved)."
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     if not src.is_dir(): raise FileNotFoundError(f'{src}: no such folder')

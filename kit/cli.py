@@ -75,6 +75,10 @@ def _shape_arg(s) -> tuple[int, int]:
     if len(parts) != 2: raise argparse.ArgumentTypeError(f'expected H,W (rows,columns), got {s!r}')
     return tuple(_size_arg(p.strip()) for p in parts)
 
+def _side_or_shape_arg(s) -> int | tuple[int, int]:
+    "An argparse type: one side in pixels, or `H,W`."
+    return _shape_arg(s) if ',' in s else _size_arg(s)
+
 # %% ../nbs/90_cli.ipynb #ddcc2aaa
 def meta_cmd(args) -> int:
     "Write the header DataFrame of `args.src` to `args.out`."
@@ -169,7 +173,8 @@ def _add_train(sub):
     p.add_argument('--labels', required=True, help='label csv, wide (image,label...) or long (ID_<image>_<label>,Label)')
     p.add_argument('--out', required=True, help='run folder')
     p.add_argument('--arch', default='resnet18', help='any timm model name (default resnet18)')
-    p.add_argument('--size', type=_size_arg, default=256, help='image side (default 256)')
+    p.add_argument('--size', type=_side_or_shape_arg, default=256,
+                   help='image side (default 256), or H,W for another shape, e.g. 1024,512 for mammograms: each image is padded to its aspect')
     p.add_argument('--epochs', type=_count_arg, default=5)
     p.add_argument('--bs', type=_count_arg, default=32, help='batch size (default 32)')
     p.add_argument('--lr', default='2e-3', help="learning rate, or 'auto' for fastai's lr_find (default 2e-3)")
@@ -382,7 +387,7 @@ def baseline_cmd(args) -> int:
     "Find a competition folder's layout, then run the whole workflow on it within --minutes; a layout it cannot tell is a usage error."
     from kit.baseline import LayoutError, baseline
     try: baseline(args.input, args.out, args.minutes, args.train, args.test, args.labels, args.sample, args.arch, args.size, args.epochs,
-                  args.workers, args.seed, progress=not args.quiet)
+                  args.workers, context=args.context, seed=args.seed, progress=not args.quiet)
     except LayoutError as e:
         log.error('kit baseline: %s', e); return 2
     return 0
@@ -435,6 +440,8 @@ def _add_baseline(sub):
     p.add_argument('--arch', default=None, help='timm model (default: resnet18 on a CPU, resnet50 on a GPU)')
     p.add_argument('--size', type=_size_arg, default=None, help="image side in pixels instead of the budget's choice")
     p.add_argument('--epochs', type=_count_arg, default=None, help="epochs instead of the budget's choice")
+    p.add_argument('--context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'), default=None,
+                   help='neighbouring slices on either side of each image, as extra channels (default: 1 for CT series of 3 slices or more, else 0)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores)')
     p.set_defaults(func=baseline_cmd)

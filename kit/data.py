@@ -9,6 +9,7 @@ import codecs
 import csv
 import logging
 import os
+import random
 import stat
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
-from .window import DEFAULT_WINDOWS
+from .window import DEFAULT_WINDOWS, image_shape
 
 # %% auto #0
 __all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'split_long_ids', 'is_long_format',
@@ -230,11 +231,12 @@ def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column, an
                       valid_fold=0, # the fold held out for validation
                       cache=None, # a `kit preprocess` folder of the same DICOMs (None: read the DICOMs)
                       windows=DEFAULT_WINDOWS, # windows of DICOMs, and of the batches of a png16 cache
-                      size=256, # image side
+                      size=256, # image side (a square) or `(H, W)`
                       bs=32, # batch size
                       augment=True, # fastai's `aug_transforms` on the batch
                       num_workers=None, # loading processes (None: all cores up to 8)
-                      seed=0):
+                      seed=0 # the order of the training batches
+                     ):
     "fastai `DataLoaders` of table `df` (with `fname` and `fold`), fold `valid_fold` held out for validation."
     from fastai.data.block import CategoryBlock, DataBlock, MultiCategoryBlock, RegressionBlock
     from fastai.data.transforms import ColReader, IndexSplitter
@@ -249,5 +251,7 @@ def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column, an
     x_block = image_block(made.format, windows, size, offset=made.offset) if made else image_block(None, windows, size)
     dblock = DataBlock(blocks=(x_block, y_block), get_x=ColReader('_x'), get_y=get_y,
                        splitter=IndexSplitter(np.flatnonzero(df.fold.values == valid_fold)),
-                       item_tfms=None, batch_tfms=aug_transforms(size=size, max_rotate=10, max_warp=0.) if augment else None)
-    return dblock.dataloaders(df, bs=bs, num_workers=n_workers(num_workers), seed=seed)
+                       item_tfms=None, batch_tfms=aug_transforms(size=image_shape(size), max_rotate=10, max_warp=0.) if augment else None)
+    dls = dblock.dataloaders(df, bs=bs, num_workers=n_workers(num_workers))
+    dls.train.rng = random.Random(seed)  # fastai seeds the shuffle from the global `random`
+    return dls

@@ -21,7 +21,11 @@ __all__ = ['long_log_loss', 'label_prior', 'label_examples', 'images_figure', 'w
 log = logging.getLogger(__name__)
 
 # %% ../nbs/15_demo.ipynb #2dc4224b
-def long_log_loss(sub, solution, weights=None, prior=None) -> float:
+def long_log_loss(sub, # the submission, long (`<id>_<label>`, value): csv path or DataFrame
+                  solution, # the answers, in the same form
+                  weights=None, # {label: weight}, 1 for a label not in it (RSNA ICH: {'any': 2})
+                  prior=None # {label: p}: score this constant instead of `sub`
+                 ) -> float:
     "Weighted log loss (`train.weighted_log_loss`) of long submission `sub` against `solution`; with `prior` ({label: p}), of that constant."
     from kit.data import read_labels
     from kit.train import weighted_log_loss
@@ -37,12 +41,19 @@ def label_prior(labels) -> dict:
     return read_labels(labels).drop(columns='image').astype(float).mean().to_dict()
 
 # %% ../nbs/15_demo.ipynb #0fc43576
-def label_examples(df, label, n=3, seed=0) -> pd.DataFrame:
+def label_examples(df, # a table with a column `label`
+                   label, # the label column
+                   n=3, # rows of each kind
+                   seed=0 # of the sampling
+                  ) -> pd.DataFrame:
     "Rows of `df`: `n` with `label` positive and `n` without (any `2n` when `label` is not 0/1)."
     if not set(df[label].dropna().unique()) <= {0, 1}: return df.sample(min(2 * n, len(df)), random_state=seed)
     return pd.concat([df[df[label] == v].sample(min(n, int((df[label] == v).sum())), random_state=seed) for v in (1, 0)])
 
-def images_figure(paths, names, windows):
+def images_figure(paths, # cached images (PNG)
+                  names, # a row title for each
+                  windows # a column title for each channel
+                 ):
     "Cached images `paths`, one row each named by `names`, one column per window channel."
     from matplotlib.figure import Figure
     from PIL import Image
@@ -57,7 +68,13 @@ def images_figure(paths, names, windows):
             if c == 0: ax.set_ylabel(name, fontsize=7)
     return fig
 
-def windows_figure(cache, labels, windows, n=3, label='any', seed=0):
+def windows_figure(cache, # a `kit preprocess` folder
+                   labels, # training labels (long or wide) of its images
+                   windows, # the cache's windows, a column title each
+                   n=3, # images of each kind
+                   label='any', # the label they are chosen by
+                   seed=0 # of the choice
+                  ):
     "Cached images, `n` with `label` positive and `n` without, one column per window channel."
     from kit.cache import read_manifest
     from kit.data import read_labels
@@ -69,7 +86,9 @@ def windows_figure(cache, labels, windows, n=3, label='any', seed=0):
 
 # %% ../nbs/15_demo.ipynb #e0b67c94
 @contextmanager
-def stage(times, name):
+def stage(times, # dict {stage: seconds} to record in
+          name # the stage
+         ):
     "Time the block as stage `name` in dict `times`, and log it."
     log.info('[%s] ...', name)
     start = time.perf_counter()
@@ -77,8 +96,19 @@ def stage(times, name):
     times[name] = time.perf_counter() - start
     log.info('[%s] %.1f s', name, times[name])
 
-def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=20, lr=1e-2, arch='resnet18', workers=None,
-             windows=('brain', 'subdural', 'bone'), seed=0, progress=False) -> dict:
+
+def run_demo(out='demo', # output folder
+             patients=64, # patients generated (a quarter of them are the test set)
+             slices=8, # slices per patient
+             dicom_size=256, # side of the generated DICOMs
+             size=64, # image side for training
+             epochs=20, # epochs
+             lr=1e-2, # learning rate
+             arch='resnet18', # timm model
+             workers=None, # processes (None: all cores up to 8)
+             windows=('brain', 'subdural', 'bone'), # the cache's windows, one channel each
+             seed=0, # of the data, the folds, the model and the batches
+             progress=False) -> dict:
     "Generate a competition in `out`, then meta, audit, preprocess, train, predict, validate; write `out/report.md`; return the results."
     from kit.audit import audit
     from kit.cache import preprocess
@@ -109,9 +139,9 @@ def run_demo(out='demo', patients=64, slices=8, dicom_size=256, size=64, epochs=
     score = long_log_loss(sub, comp['solution'], {'any': 2})
     baseline = long_log_loss(sub, comp['solution'], {'any': 2}, prior=label_prior(comp['train']))
     windows_figure(out / 'cache_train', comp['train'], windows).savefig(out / 'batch.png', dpi=80)
-    res = dict(score=score, prior_score=baseline, best_epoch=best, times=times, findings=findings, out=out)
+    res = dict(score=score, prior_score=baseline, best_epoch=best, times=times, findings=findings, out=out, numerics=_numerics())
     (out / 'report.md').write_text(demo_report(res))
-    log.info('weighted log loss %.4f (label prior %.4f); report -> %s', score, baseline, out / 'report.md')
+    log.info('weighted log loss %.4f (label prior %.4f) with %s; report -> %s', score, baseline, res['numerics'], out / 'report.md')
     return res
 
 def demo_report(res) -> str:
@@ -122,6 +152,10 @@ def demo_report(res) -> str:
     return f'''# kit demo
 
 Held-out score (RSNA ICH weighted log loss, lower is better): **{res['score']:.4f}**; the label prior scores {res['prior_score']:.4f}.
+
+Made with {res.get('numerics', 'unrecorded numerics')}: a rerun with these scores the same to the last digit; another
+thread count, CPU instruction set, device or torch version rounds the sums of training otherwise, and the score moves
+(by a few hundredths on the default demo).
 
 Best epoch (validation fold): {best}.
 
@@ -144,3 +178,11 @@ The held-out images it is surest are positive, with their truth; the map is occl
 Files: `submission.csv`, `run/` (model.pkl, config.yaml, metrics.csv, oof.csv, folds.csv), `meta.parquet`,
 `competition/` (the generated data, with `solution.csv`).
 '''
+
+# %% ../nbs/15_demo.ipynb #a2413df5
+def _numerics() -> str:
+    "What a seeded run's score depends on besides the seed and the data: torch's version, the device, its threads and instruction set."
+    import torch
+    where = (f'GPU {torch.cuda.get_device_name()}' if torch.cuda.is_available() else
+             f'{torch.get_num_threads()} CPU thread(s), {torch.backends.cpu.get_cpu_capability()}')
+    return f'torch {torch.__version__}, {where}'

@@ -316,8 +316,8 @@ def _j2k_header(codestream) -> tuple[int, bool, int]:
         pos += 2 + int.from_bytes(codestream[pos + 2:pos + 4], 'big')
     raise ValueError('no COD marker in the main header')
 
-def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int]:
-    "Stored values of a one-component unsigned JPEG 2000 `codestream` decoded `reduce` resolution levels down (as far as it has), and the levels used."
+def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int, int]:
+    "Stored values of a one-component unsigned JPEG 2000 `codestream` decoded `reduce` resolution levels down (as far as it has), the levels used and the precision."
     precision, signed, levels = _j2k_header(codestream)
     if precision > 16 or signed: raise ValueError(f"{precision}-bit {'signed' if signed else 'unsigned'} JPEG 2000: left to pydicom")
     with warnings.catch_warnings():
@@ -327,15 +327,39 @@ def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int]:
             im.load()
             arr = np.asarray(im)
     arr = arr >> ((16 if arr.dtype == np.uint16 else 8) - precision)  # Pillow stretches the values to fill its mode
-    return arr, used
+    return arr, used, precision
 
-def box_reduce(arr, factor) -> np.ndarray:
-    "`(..., H, W)` averaged over `factor` x `factor` blocks (the last partial blocks dropped), as float32."
+def _jpeg_precision(codestream) -> int | None:
+    "Sample precision P (bits) of a JPEG codestream's frame header (T.81 B.2.2), None when no SOF marker comes before the scan."
+    pos = 2 if codestream[:2] == b'\xff\xd8' else len(codestream)
+    while pos + 5 <= len(codestream) and codestream[pos] == 0xFF:
+        marker = codestream[pos + 1]
+        if marker == 0xFF: pos += 1; continue  # a fill byte (T.81 B.1.1.2)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC): return codestream[pos + 4]  # SOF0-15 but DHT, JPG, DAC
+        if marker == 0xDA: break  # SOS: the scan begins
+        pos += 2 + int.from_bytes(codestream[pos + 2:pos + 4], 'big')
+    return None
+
+def _sum_dtype(dtype, bits, n) -> np.dtype:
+    "The narrowest type that holds exact sums of `n` values of `dtype` that use at most `bits` bits (the dtype's when None); float64 for floats."
+    if dtype.kind not in 'biu': return np.dtype(np.float64)
+    bits = 1 if dtype.kind == 'b' else min(bits or 8 * dtype.itemsize, 8 * dtype.itemsize)
+    need = bits + (n - 1).bit_length()  # n values of `bits` bits sum to fewer than bits + ceil(log2 n) bits (sign included)
+    return next(np.dtype(t) for t in ((np.int16, np.int32, np.int64) if dtype.kind == 'i' else (np.uint16, np.uint32, np.uint64))
+                if need <= 8 * np.dtype(t).itemsize)
+
+def box_reduce(arr, factor, bits=None) -> np.ndarray:
+    "`(..., H, W)` averaged over `factor` x `factor` blocks (the last partial blocks dropped), as float32; integers summed exactly."
     if factor == 1: return arr
-    lead, h, w = arr.shape[:-2], arr.shape[-2] // factor, arr.shape[-1] // factor
-    acc = {'f': np.float64, 'i': np.int64}.get(arr.dtype.kind, np.uint32)  # exact sums of stored values, rows first
-    rows = arr[..., :h * factor, :w * factor].reshape(*lead, h, factor, w * factor).sum(axis=-2, dtype=acc)
-    return (rows.reshape(*lead, h, w, factor).sum(axis=-1) / factor**2).astype(np.float32)
+    h, w = arr.shape[-2] // factor, arr.shape[-1] // factor
+    arr = arr[..., :h * factor, :w * factor]
+    acc = _sum_dtype(arr.dtype, bits, factor**2)  # 12-bit values in blocks of 4 x 4 sum in uint16: half the memory traffic of uint32
+    rows = np.add(arr[..., 0::factor, :], arr[..., 1::factor, :], dtype=acc)  # rows first: each strided view reads whole rows
+    for i in range(2, factor): rows += arr[..., i::factor, :]
+    sums = np.add(rows[..., 0::factor], rows[..., 1::factor])
+    for j in range(2, factor): sums += rows[..., j::factor]
+    if acc.kind == 'f': return (sums / factor**2).astype(np.float32)
+    return np.divide(sums, factor**2, dtype=np.float32)  # exact sums below 2**24, one rounding
 
 def _imagecodecs():
     "The `imagecodecs` module, or None when it is not installed."
@@ -343,25 +367,43 @@ def _imagecodecs():
     except ImportError: return None
     return imagecodecs
 
-def _fast_reduced(ds, frame, reduce) -> tuple[np.ndarray, int] | None:
-    "Stored values of a greyscale unsigned JPEG 2000 (reduced) or JPEG lossless (libjpeg-turbo) frame, or None when no fast path applies."
+def _frame_data(data, frame, n_frames):
+    "The codestream of `frame` in encapsulated `data`: a view, not a copy, when one frame is one fragment (PS3.5 A.4), else pydicom's `get_frame`."
+    if n_frames == 1 and len(data) >= 24:
+        group, element, bot = struct.unpack_from('<HHL', data, 0)
+        start = 16 + bot
+        if (group, element) == (0xFFFE, 0xE000) and start + 8 <= len(data):
+            group, element, length = struct.unpack_from('<HHL', data, start - 8)
+            end = start + length  # the one fragment ends the data, or the sequence delimiter follows it
+            if (group, element) == (0xFFFE, 0xE000) and end <= len(data) and data[end:end + 4] in (b'', b'\xfe\xff\xdd\xe0'):
+                return memoryview(data)[start:end]
+    return get_frame(data, frame, number_of_frames=n_frames)
+
+def _ljpeg_decoded(codecs, data, ds) -> tuple[np.ndarray, int | None]:
+    "Stored values of JPEG lossless codestream `data` (libjpeg-turbo) and the bits they use: the stream's precision, cut to (0028,0101) Bits Stored as pydicom does."
+    arr, bits, stored = codecs.jpeg8_decode(data), _jpeg_precision(data), int(ds.get('BitsStored') or 0)
+    if bits and 0 < stored < bits: arr, bits = arr & (2**stored - 1), stored  # the bits above Bits Stored are not pixel data
+    return arr, bits
+
+def _fast_reduced(ds, frame, reduce) -> tuple[np.ndarray, int, int] | None:
+    "Stored values of a greyscale unsigned JPEG 2000 (reduced) or JPEG lossless (libjpeg-turbo) frame, the levels used and the bits the values use; None when no fast path applies."
     ts = ds.file_meta.TransferSyntaxUID
     if ds.get('SamplesPerPixel', 1) != 1 or ds.get('PixelRepresentation', 0) or (frame is None and _n_frames(ds) > 1): return None
     if ts not in _J2K_SYNTAXES + _LJPEG_SYNTAXES: return None
-    data = get_frame(ds.PixelData, frame or 0, number_of_frames=_n_frames(ds))
-    if ts in _J2K_SYNTAXES: arr, used = _j2k_reduced(data, reduce)
+    data = _frame_data(ds.PixelData, frame or 0, _n_frames(ds))
+    if ts in _J2K_SYNTAXES: arr, used, bits = _j2k_reduced(data, reduce)
     elif (codecs := _imagecodecs()) is None: return None
-    else: arr, used = codecs.jpeg8_decode(data), 0
+    else: (arr, bits), used = _ljpeg_decoded(codecs, data, ds), 0
     if arr.shape[-2:] != (-(-int(ds.Rows) // 2**used), -(-int(ds.Columns) // 2**used)): raise ValueError(f'decoded shape {arr.shape}')
-    return arr, used
+    return arr, used, bits
 
-def _decode_reduced(ds, path, frame, reduce) -> tuple[np.ndarray, int]:
-    "Stored values of `ds` decoded `reduce` halvings down where the codec can, else at full size; and the halvings done."
+def _decode_reduced(ds, path, frame, reduce) -> tuple[np.ndarray, int, int | None]:
+    "Stored values of `ds` decoded `reduce` halvings down where the codec can, else at full size; the halvings done and the bits the values use (None: unknown)."
     if reduce and ds.get('PhotometricInterpretation') != 'PALETTE COLOR':
         try:
             if (fast := _fast_reduced(ds, frame, reduce)) is not None: return fast
         except Exception as e: _log.debug('%s: fast decoder failed (%s); decoding with pydicom', path, e)
-    return _decode(ds, path, frame), 0
+    return _decode(ds, path, frame), 0, None
 
 # %% ../nbs/00_dicom.ipynb #bbe745ed
 def stored_range(ds) -> tuple[float, float]:
@@ -399,7 +441,7 @@ def _padding_mask(ds, raw):
     "Pixels marked as padding by PixelPaddingValue (and PixelPaddingRangeLimit), or None."
     if 'PixelPaddingValue' not in ds: return None
     a, b = ds.PixelPaddingValue, ds.get('PixelPaddingRangeLimit', ds.PixelPaddingValue)
-    return (raw >= min(a, b)) & (raw <= max(a, b))
+    return raw == a if a == b else (raw >= min(a, b)) & (raw <= max(a, b))
 
 def _rescale(arr, slope, intercept) -> np.ndarray:
     "`arr * slope + intercept` as float32, without the float64 copy of the whole image that pydicom's `apply_modality_lut` makes."
@@ -446,12 +488,12 @@ def read_pixels(src, frame=None, fix_pixrep=True, fix_padding=True, invert_monoc
     _check_rescale(ds, path)
     colour = ds.get('SamplesPerPixel', 1) > 1 or ds.PhotometricInterpretation == 'PALETTE COLOR'
     bug = fix_pixrep and has_pixrep_bug(ds)
-    raw, done = _decode_reduced(ds, path, frame, 0 if bug or colour else reduce)
+    raw, done, bits = _decode_reduced(ds, path, frame, 0 if bug or colour else reduce)
     if colour: return raw.astype(np.float32)
     pad = _padding_mask(ds, raw) if fix_padding else None
-    if bug: raw = _sign_extend(raw, 12)
+    if bug: raw, bits = _sign_extend(raw, 12), 12
     if reduce > done:
-        raw = box_reduce(raw, 2**(reduce - done))
+        raw = box_reduce(raw, 2**(reduce - done), bits)
         if pad is not None: pad = box_reduce(pad, 2**(reduce - done)) >= 0.5
     px = _modality_lut(ds, raw, frame)
     if invert_monochrome1 and ds.PhotometricInterpretation == 'MONOCHROME1': px = np.subtract(sum(stored_range(ds)), px, out=px)

@@ -54,7 +54,11 @@ def numeric_columns(df, exclude=(), max_cols=24) -> list[str]:
     return out[:max_cols]
 
 # %% ../nbs/12_eda.ipynb #5fa1740f
-def numeric_histograms(df, cols=None, by=None, bins=30):
+def numeric_histograms(df, # header table (`kit meta`), with labels or not
+                       cols=None, # the columns (None: `numeric_columns`)
+                       by=None, # a class per row (`class_column`) to colour by
+                       bins=30 # bins per histogram
+                      ):
     "Histograms of numeric columns, one colour per value of Series `by` (a class) when given."
     cols = cols or numeric_columns(df)
     fig, axes = _grid(len(cols))
@@ -67,7 +71,10 @@ def numeric_histograms(df, cols=None, by=None, bins=30):
     if by is not None and len(axes): axes[0].legend(fontsize=7)
     return fig
 
-def scatter_pairs(df, pairs, by=None):
+def scatter_pairs(df, # header table
+                  pairs, # column pairs [(x, y), ...]
+                  by=None # a class per row to colour by
+                 ):
     "Scatter plots of the column pairs `pairs` ([(x, y), ...]), coloured by Series `by` when given."
     fig, axes = _grid(len(pairs), ncols=3, size=4)
     for ax, (x, y) in zip(axes, pairs):
@@ -103,7 +110,11 @@ def category_columns(df) -> list[str]:
     return [c for c in ('Modality', 'Manufacturer', 'ManufacturerModelName', 'InstitutionName', 'StationName',
                         'BodyPartExamined', 'PhotometricInterpretation', 'TransferSyntaxUID') if c in df]
 
-def category_counts(df, cols=None, by=None, top=12):
+def category_counts(df, # header table
+                    cols=None, # the columns (None: `category_columns`)
+                    by=None, # a class per row to split the bars by
+                    top=12 # values shown per column
+                   ):
     "Counts of the most common values of categorical columns, split by Series `by` (a class) when given."
     cols = cols or category_columns(df)
     fig, axes = _grid(len(cols), ncols=2, size=5)
@@ -132,7 +143,14 @@ def _hu_histogram(fname, edges) -> np.ndarray | None:
     try: return np.histogram(read_pixels(fname), bins=edges, density=True)[0]
     except Exception: return None
 
-def intensity_profiles(df, by, n=64, hu_range=(-100, 150), bins=125, workers=None, seed=0):
+def intensity_profiles(df, # table with `fname`, a row per image
+                       by, # a class per row (`class_column`)
+                       n=64, # images read per class
+                       hu_range=(-100, 150), # the pixel values shown (HU for CT)
+                       bins=125, # histogram bins over `hu_range`
+                       workers=None, # processes (None: all cores; 0 or 1: this process)
+                       seed=0 # of the sample of images
+                      ):
     "Mean pixel histogram over `hu_range` of up to `n` images per class (Series `by`), from their files (`fname`)."
     edges = np.linspace(*hu_range, bins + 1)
     fig, [ax] = _grid(1, size=5)
@@ -161,7 +179,15 @@ def _audit_html(res) -> str:
     cols = [c for c in res.leaks.columns if c.startswith('auc_') or c in ('column', 'n_values', 'best_auc', 'flag')]
     return f'<ul>{items}</ul>' + res.leaks[cols].head(30).to_html(index=False, float_format='%.3f')
 
-def eda_report(meta, out, labels=None, test_meta=None, pairs=(), match='stem', n_profile=64, workers=None) -> Path:
+def eda_report(meta, # header table of the training images (DataFrame or parquet/csv file, `kit meta`)
+               out, # folder of the PNGs and `index.html`
+               labels=None, # the labels (csv path or DataFrame): figures per class and the audit
+               test_meta=None, # header table of the test images, for the audit
+               pairs=(), # column pairs to scatter [(x, y), ...]
+               match='stem', # what the label ids are: 'stem' (file names) or a header column such as 'PatientID'
+               n_profile=64, # images read per class for the intensity profiles
+               workers=None # processes (None: all cores; 0 or 1: this process)
+              ) -> Path:
     "Write the EDA figures of `meta` (table or file; with `labels`: per class, and the audit) as PNGs and `out/index.html`; return its path."
     meta, test_meta = meta_table(meta), None if test_meta is None else meta_table(test_meta)
     out = Path(out)

@@ -25,7 +25,10 @@ __all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_gri
 log = logging.getLogger(__name__)
 
 # %% ../nbs/13_explain.ipynb #9a372a79
-def default_layer(model, x, min_side=8) -> torch.nn.Module:
+def default_layer(model, # a fastai vision model (body, head) or any CNN
+                  x, # a batch of its inputs
+                  min_side=8 # the smallest feature map side worth pointing with
+                 ) -> torch.nn.Module:
     "The deepest stage of the backbone whose feature map for batch `x` is at least `min_side` pixels a side (the body itself if none is)."
     body = model[0] if isinstance(model, torch.nn.Sequential) else model
     stages = list(getattr(body, 'model', body).children())
@@ -40,7 +43,11 @@ def default_layer(model, x, min_side=8) -> torch.nn.Module:
     big = [m for m in stages if sides.get(m, 0) >= min_side]
     return big[-1] if big else body
 
-def gradcam(model, x, target, layer=None) -> torch.Tensor:
+def gradcam(model, # the model
+            x, # a batch of its inputs (N, C, H, W)
+            target, # index of the output to explain
+            layer=None # the module whose activations are weighted (None: `default_layer`)
+           ) -> torch.Tensor:
     "Grad-CAM maps (N, H, W), each scaled to [0, 1], of output `target` of `model` for batch `x`, at `layer`."
     from captum.attr import LayerAttribution, LayerGradCam
     model.eval()
@@ -52,7 +59,13 @@ def _unit(maps) -> torch.Tensor:
     "Each of `maps` (N, H, W) scaled to a maximum of 1."
     return maps / maps.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
 
-def occlusion(model, x, target, window=None, stride=None, batch=32) -> torch.Tensor:
+def occlusion(model, # the model
+              x, # a batch of its inputs (N, C, H, W)
+              target, # index of the output to explain
+              window=None, # side of the blurred square in pixels (None: an eighth of the image side, at least 3)
+              stride=None, # its step in pixels (None: half the window)
+              batch=32 # occluded images per forward pass
+             ) -> torch.Tensor:
     "Occlusion maps (N, H, W) in [0, 1]: the drop of output `target` when a `window`-pixel square of `x` is blurred away."
     from captum.attr import Occlusion
     window = window or max(3, min(x.shape[-2:]) // 8)
@@ -109,7 +122,18 @@ def _maps(learn, x, target, method, layer) -> tuple[np.ndarray, str]:
     name = layer or next(k for k, m in learn.model.named_modules() if m is module)
     return gradcam(learn.model, x, target, module).cpu().numpy(), f'Grad-CAM at {name}'
 
-def explain(run, data, cache=None, target=None, images=None, labels=None, n=8, layer=None, bs=32, method=None, pick=None) -> dict:
+def explain(run, # run folder (`kit train`)
+            data, # folder of DICOMs (None: the images of `cache`)
+            cache=None, # cache of these DICOMs made with the run's settings (None: made now)
+            target=None, # output to explain, e.g. 'subdural' (None: 'any' or the first)
+            images=None, # image ids (file stems) to explain
+            labels=None, # labels csv: show the truth, explain the highest losses
+            n=8, # images to explain
+            layer=None, # Grad-CAM: the module to look at, as a dotted name
+            bs=32, # batch size of the predictions
+            method=None, # 'occlusion' (default) or 'gradcam' (default with `layer`)
+            pick=None # which images, one of `PICKS` (default: 'loss' with labels, else 'top')
+           ) -> dict:
     "Saliency maps of run `run` on the DICOMs under `data` for output `target`: ids, probabilities, truths, images, maps and the method."
     learn, config = load_run(run, cpu=True)
     cols = list(config.label_cols) if config.task != 'single' else list(learn.dls.vocab)
@@ -134,7 +158,9 @@ def explain(run, data, cache=None, target=None, images=None, labels=None, n=8, l
     return dict(ids=chosen, target=target, probs=probs.loc[chosen, target].to_numpy(), truths=truths, images=shown, cams=maps, method=how)
 
 # %% ../nbs/13_explain.ipynb #83d1eedb
-def cam_grid(res, ncols=4):
+def cam_grid(res, # what `explain` returns
+             ncols=4 # images per row
+            ):
     "A figure of the explained images with their maps overlaid, each titled with id, prediction and truth, with a colour bar."
     from matplotlib.figure import Figure
     n = len(res['ids'])
@@ -159,17 +185,11 @@ def write_saliency(run, # run folder (`kit train`)
                    data, # folder of DICOMs (None: the images of `cache`)
                    out, # the PNG to write
                    cache=None, # cache of these DICOMs made with the run's settings (None: made now)
-                   target=None, # output to explain, e.g. 'subdural' (None: 'any' or the first)
-                   images=None, # image ids (file stems) to explain
-                   labels=None, # labels csv: show the truth, explain the highest losses
-                   n=8, # images to explain
-                   layer=None, # Grad-CAM: the module to look at, as a dotted name
-                   method=None, # 'occlusion' (default) or 'gradcam' (default with `layer`)
-                   pick=None, # which images, one of `PICKS` (default: 'loss' with labels, else 'top')
-                   dpi=100 # resolution of the PNG
+                   dpi=100, # resolution of the PNG
+                   **kwargs # to `explain`: target, images, labels, n, layer, method, pick
                   ) -> dict:
     "The saliency maps of `explain`, drawn by `cam_grid` into the PNG `out`; returns what `explain` found."
-    res = explain(run, data, cache, target, images, labels, n, layer, method=method, pick=pick)
+    res = explain(run, data, cache, **kwargs)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     cam_grid(res).savefig(out, dpi=dpi)
     log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], out)

@@ -78,11 +78,20 @@ def _phantom(size, seed, lesions, ring, scale) -> tuple[np.ndarray, np.ndarray]:
     if ring: hu[x**2 + y**2 > 0.98**2] = -2000
     return np.clip(np.round(hu), -2000, 3000).astype(np.float32), mask
 
-def head_phantom(size=256, seed=0, lesions=(), ring=False, scale=1.0) -> np.ndarray:
+def head_phantom(size=256, # side in pixels
+                 seed=0, # of the head's shape, texture, noise and lesion places
+                 lesions=(), # bleeds to draw, of `LESIONS`
+                 ring=False, # -2000 HU outside the scanner's circular field of view, as many CT scanners store
+                 scale=1.0 # size of the head in the image (a slice near the top of the head is smaller)
+                ) -> np.ndarray:
     "An axial head slice in whole HU: air, skull, grey/white matter, ventricles and the `lesions` asked for."
     return _phantom(size, seed, lesions, ring, scale)[0]
 
-def lesion_mask(size=256, seed=0, lesions=(), scale=1.0) -> np.ndarray:
+def lesion_mask(size=256, # side in pixels
+                seed=0, # as given to `head_phantom`
+                lesions=(), # bleeds, of `LESIONS`
+                scale=1.0 # size of the head in the image
+               ) -> np.ndarray:
     "Where the lesions of `head_phantom` with the same arguments are (boolean image)."
     return _phantom(size, seed, lesions, False, scale)[1]
 
@@ -91,16 +100,21 @@ MIN_BLEED_PIXELS = 4  # a slice is labelled with a 3D bleed when the bleed cover
 _BLOOD_HU = (50., 62., 75.)  # a 3D bleed: density at its vanishing ends, lowest and highest peak (middle slice)
 _SERIES_NOISE_HU = 10.  # sd of the noise on a 3D series (head_phantom: 3)
 
-def bleed_profile(slices, first, n, shift=0.) -> np.ndarray:
-    "Size (0 to 1) of a 3D bleed on each of `slices` slices: it spans `n` slices from `first`, largest at its centre, `shift` slices off the middle (|shift| < 0.5)."
-    d = (np.arange(slices) - (first + (n - 1) / 2 + shift)) / (n / 2)
-    return np.clip(1 - d**2, 0, 1)
+def bleed_profile(slices, # slices in the series
+                  first, # the bleed's first slice
+                  n, # slices it spans
+                  ends=(5/9, 5/9) # its size on its first and last slice (0 to 1)
+                 ) -> np.ndarray:
+    "Size (0 to 1) of a 3D bleed on each of `slices` slices: it spans `n` slices from `first`, 1 at its centre and `ends` on its first and last slice."
+    d_first, d_last = np.sqrt(1 - np.asarray(ends, float))  # distance of the end slices from the centre, in half-extents
+    half = (n - 1) / (d_first + d_last)
+    return np.clip(1 - ((np.arange(slices) - first - d_first * half) / half)**2, 0, 1)
 
 def _draw_bleed(rng, slices) -> dict:
-    "A 3D bleed in a series of `slices`: its size on each slice (3 to 5 slices long) and its peak density in HU."
+    "A 3D bleed in a series of `slices`: its size on each slice (3 to 5 slices long, 0.12 to 0.45 on its end slices) and its peak density in HU."
     n = min(int(rng.integers(3, 6)), slices)
-    first, shift = int(rng.integers(0, slices - n + 1)), rng.uniform(-0.3, 0.3)
-    return dict(profile=bleed_profile(slices, first, n, shift), peak=rng.uniform(*_BLOOD_HU[1:]))
+    first = int(rng.integers(0, slices - n + 1))
+    return dict(profile=bleed_profile(slices, first, n, rng.uniform(0.12, 0.45, 2)), peak=rng.uniform(*_BLOOD_HU[1:]))
 
 def _draw_head(rng) -> dict:
     "One patient's head, the same on every slice: radii, skull density, texture phases and where lesions lie."
@@ -127,7 +141,12 @@ def _series_slice(y, x, head, bleeds, z, n, rng) -> tuple[np.ndarray, dict]:
         hu[masks[kind]] = _BLOOD_HU[0] + s * (bleed['peak'] - _BLOOD_HU[0])
     return hu + rng.normal(0, _SERIES_NOISE_HU, hu.shape), masks
 
-def head_series(size=256, slices=8, seed=0, lesions=(), ring=False) -> tuple[np.ndarray, dict]:
+def head_series(size=256, # side in pixels
+                slices=8, # slices in the series
+                seed=0, # of the head, the bleeds and the noise
+                lesions=(), # bleeds to draw in 3D, of `LESIONS`
+                ring=False # -2000 HU outside the scanner's circular field of view
+               ) -> tuple[np.ndarray, dict]:
     "An axial head series `(slices, size, size)` in whole HU, slices 5 mm apart, with a 3D bleed of each of `lesions`; and each bleed's masks `(slices, size, size)`."
     rng, (y, x) = np.random.default_rng(seed), _grid(size)
     head = _draw_head(rng)
@@ -164,9 +183,19 @@ def _set_pixels(ds, hu, pixrep_bug):
     ds.PixelData = raw.tobytes()
 
 # %% ../nbs/02_synth.ipynb #13eaf24b
-def ct_dataset(hu, uid='ID_000000000', patient='ID_patient', study='ID_study', series='ID_series', instance=1,
-               position=(0., 0., 0.), spacing=0.5, pixrep_bug=False, ts=ExplicitVRLittleEndian,
-               institution='GENERAL HOSPITAL', manufacturer='GE MEDICAL SYSTEMS') -> Dataset:
+def ct_dataset(hu, # the image in HU
+               uid='ID_000000000', # SOP Instance UID (RSNA ICH's `ID_` ids, which are no UIDs)
+               patient='ID_patient', # Patient ID
+               study='ID_study', # Study Instance UID
+               series='ID_series', # Series Instance UID
+               instance=1, # Instance Number
+               position=(0., 0., 0.), # Image Position (Patient), mm
+               spacing=0.5, # Pixel Spacing, mm
+               pixrep_bug=False, # store it as RSNA ICH's buggy files do: 12 bits unsigned, no intercept
+               ts=ExplicitVRLittleEndian, # the transfer syntax
+               institution='GENERAL HOSPITAL', # Institution Name
+               manufacturer='GE MEDICAL SYSTEMS' # Manufacturer
+              ) -> Dataset:
     "A CT Image Storage dataset holding the HU image `hu`, encoded in transfer syntax `ts`."
     with quiet_uid_warnings():
         ds = Dataset()
@@ -194,12 +223,12 @@ def _patient_plan(seed, pid, n_slices):
                 slices=slices, kinds=kinds, institution=institution, seed=int(rng.integers(2**31)))
 
 # %% ../nbs/02_synth.ipynb #616522fa
-def _slices_2d(plan, size, file_index) -> tuple[list, list, list]:
-    "HU images, lesions and InstanceNumbers (1, 2, ...) of a patient whose slices are drawn one by one."
+def _slices_2d(plan, size, file_index) -> tuple[list, list, list, list]:
+    "HU images, lesions, InstanceNumbers (1, 2, ...) and no bleed areas, of a patient whose slices are drawn one by one."
     n = len(plan['uids'])
     hus = [head_phantom(size, seed=plan['seed'] + i, lesions=lesions, ring=(file_index + i) % 3 == 0, scale=_slice_scale(i, n))
            for i, lesions in enumerate(plan['slices'])]
-    return hus, plan['slices'], list(range(1, n + 1))
+    return hus, plan['slices'], list(range(1, n + 1)), [{}] * n
 
 def _instance_numbers(rng, n) -> list[int]:
     "InstanceNumbers as real series have them: all tied at 1, or shuffled (neither rising nor falling with position)."
@@ -208,28 +237,30 @@ def _instance_numbers(rng, n) -> list[int]:
     while abs(np.sign(np.diff(order)).sum()) == n - 1: order = rng.permutation(n)
     return [int(o) + 1 for o in order]
 
-def _slices_3d(plan, size, file_index) -> tuple[list, list, list]:
-    "HU images, lesions and InstanceNumbers (tied or shuffled) of a patient with 3D bleeds (`head_series`)."
+def _slices_3d(plan, size, file_index) -> tuple[list, list, list, list]:
+    "HU images, lesions, InstanceNumbers (tied or shuffled) and pixels of each bleed, slice by slice, of a patient with 3D bleeds (`head_series`)."
     n = len(plan['uids'])
     hu, masks = head_series(size, n, seed=plan['seed'], lesions=plan['kinds'], ring=(file_index // max(n, 1)) % 3 == 0)
-    return list(hu), _present(masks, n), _instance_numbers(np.random.default_rng([plan['seed'], n]), n)
+    areas = [{kind: int(masks[kind][z].sum()) if kind in masks else 0 for kind in LESIONS} for z in range(n)]
+    return list(hu), _present(masks, n), _instance_numbers(np.random.default_rng([plan['seed'], n]), n), areas
 
 _SERIES = {'2d': _slices_2d, '3d': _slices_3d}
 
 # %% ../nbs/02_synth.ipynb #7893655f
 def _write_patient(args) -> list[dict]:
-    "Write the slices of one patient; return one row per image (id, path, lesions)."
+    "Write the slices of one patient; return one row per image (id, path, lesions, pixels of each 3D bleed)."
     plan, folder, size, file_index, bleeds = args
-    hus, lesions, instances = _SERIES[bleeds](plan, size, file_index)
+    hus, lesions, instances, areas = _SERIES[bleeds](plan, size, file_index)
     rows = []
-    for i, (uid, hu, les, instance) in enumerate(zip(plan['uids'], hus, lesions, instances)):
+    for i, (uid, hu, les, instance, area) in enumerate(zip(plan['uids'], hus, lesions, instances, areas)):
         k = file_index + i
         ds = ct_dataset(hu, uid=uid, patient=plan['patient'], study=plan['study'], series=plan['series'],
                         instance=instance, position=(0., 0., 5. * i), spacing=128 / size, pixrep_bug=k % 7 == 3,
                         ts=TRANSFER_SYNTAXES[k % len(TRANSFER_SYNTAXES)], institution=plan['institution'])
         fn = Path(folder) / f'{uid}.dcm'
         with quiet_uid_warnings(): ds.save_as(fn, enforce_file_format=True)
-        rows.append(dict(image=uid, fname=str(fn), patient=plan['patient'], **{l: int(l in les) for l in LESIONS}))
+        rows.append(dict(image=uid, fname=str(fn), patient=plan['patient'], slice=i, **{l: int(l in les) for l in LESIONS},
+                         **{f'{kind}_pixels': n for kind, n in area.items()}))
     return rows
 
 # %% ../nbs/02_synth.ipynb #c7e0bff4
@@ -242,8 +273,16 @@ def _long_labels(df) -> pd.DataFrame:
     return pd.DataFrame({'ID': long.image + '_' + long.label, 'Label': long.Label}).reset_index(drop=True)
 
 # %% ../nbs/02_synth.ipynb #e60b8b4f
-def make_competition(out, n_patients=24, slices=8, size=256, test_frac=0.25, seed=0, workers=1, bleeds='2d') -> dict:
-    "Write a synthetic RSNA-ICH-style competition to `out`, bleeds drawn per slice (`'2d'`) or as 3D blobs across slices (`'3d'`); return the paths written."
+def make_competition(out, # the competition folder
+                     n_patients=24, # patients
+                     slices=8, # slices per patient
+                     size=256, # side of the images in pixels
+                     test_frac=0.25, # share of the patients in the test set
+                     seed=0, # of everything drawn (one generator per patient: any `workers` gives the same files)
+                     workers=1, # processes writing the patients
+                     bleeds='2d' # '2d': bleeds drawn slice by slice; '3d': blobs across slices
+                    ) -> dict:
+    "Write a synthetic RSNA-ICH-style competition to `out`, bleeds drawn per slice (`'2d'`) or as 3D blobs across slices (`'3d'`, with `bleeds.csv`); return the paths written."
     if bleeds not in _SERIES: raise ValueError(f"bleeds must be one of {', '.join(_SERIES)}, not {bleeds!r}")
     out = Path(out)
     (out/'train_images').mkdir(parents=True, exist_ok=True); (out/'test_images').mkdir(exist_ok=True)
@@ -260,6 +299,9 @@ def make_competition(out, n_patients=24, slices=8, size=256, test_frac=0.25, see
     _long_labels(df[~test]).to_csv(paths['train'], index=False)
     _long_labels(df[test]).to_csv(paths['solution'], index=False)
     _long_labels(df[test]).assign(Label=0.5).to_csv(paths['sample'], index=False)
+    if bleeds == '3d':  # the pixels of each bleed on each slice, to study a model's errors by bleed size
+        paths['bleeds'] = out/'bleeds.csv'
+        df.assign(split=np.where(test, 'test', 'train'))[['image', 'patient', 'slice', 'split'] + [f'{k}_pixels' for k in LESIONS]].to_csv(paths['bleeds'], index=False)
     return paths
 
 # %% ../nbs/02_synth.ipynb #5177ebde
@@ -271,7 +313,12 @@ def _smooth_noise(rng, shape, cell) -> np.ndarray:
     coarse = rng.standard_normal((h // cell + 2, w // cell + 2), dtype=np.float32)
     return np.asarray(Image.fromarray(coarse, mode='F').resize((w, h), Image.BICUBIC))
 
-def breast_phantom(shape=(4096, 3328), seed=0, laterality='L', lesion=False, bits=12) -> np.ndarray:
+def breast_phantom(shape=(4096, 3328), # (rows, columns)
+                   seed=0, # of the tissue and the mass
+                   laterality='L', # the side the breast is on: 'L' or 'R'
+                   lesion=False, # draw a mass
+                   bits=12 # stored bits
+                  ) -> np.ndarray:
     "A uint16 mammogram of `shape` with `bits` stored bits, bright is dense; the breast on the `laterality` side, a mass if `lesion`."
     rng, (h, w) = np.random.default_rng(seed), shape
     y, x = np.ogrid[:h, :w]
@@ -294,8 +341,16 @@ def _encode_ljpeg(ds, img):
     ds['PixelData'].VR = 'OB'
     ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
 
-def mg_dataset(img, uid='1.2.3.4', patient='10000', laterality='L', view='CC', ts=JPEG2000Lossless, bits=12,
-               monochrome1=False, voi_function='LINEAR') -> Dataset:
+def mg_dataset(img, # the image, bright is dense
+               uid='1.2.3.4', # SOP Instance UID
+               patient='10000', # Patient ID
+               laterality='L', # Image Laterality
+               view='CC', # View Position
+               ts=JPEG2000Lossless, # the transfer syntax
+               bits=12, # Bits Stored
+               monochrome1=False, # store it inverted, MONOCHROME1
+               voi_function='LINEAR' # VOI LUT Function of its window
+              ) -> Dataset:
     "A Digital Mammography (For Presentation) dataset holding `img` (bright is dense), encoded in `ts`."
     with quiet_uid_warnings():
         ds = Dataset()
@@ -324,7 +379,13 @@ def _write_mammogram(args) -> dict:
     with quiet_uid_warnings(): ds.save_as(fn, enforce_file_format=True)
     return dict(image_id=image, patient_id=patient, fname=str(fn), cancer=cancer)
 
-def make_mammography(out, n_patients=4, shape=(4096, 3328), test_frac=0.25, seed=0, workers=1) -> dict:
+def make_mammography(out, # the competition folder
+                     n_patients=4, # patients, four views each
+                     shape=(4096, 3328), # (rows, columns) of each mammogram
+                     test_frac=0.25, # share of the patients in the test set
+                     seed=0, # of everything drawn
+                     workers=1 # processes writing the images
+                    ) -> dict:
     "Write a synthetic RSNA-screening-style mammography competition to `out` (four views a patient); return the paths written."
     out, rng = Path(out), np.random.default_rng(seed)
     n_test, jobs = int(round(n_patients * test_frac)), []

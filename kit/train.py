@@ -56,7 +56,10 @@ def mean_auc(preds, targs) -> float:
     aucs = _aucs(preds, targs)
     return float(np.mean(aucs)) if aucs else float('nan')
 
-def weighted_log_loss(preds, targs, weights) -> float:
+def weighted_log_loss(preds, # probabilities `(N, labels)`
+                      targs, # 0/1 targets `(N, labels)`
+                      weights # one weight per label
+                     ) -> float:
     "Multi-label log loss with a weight per label (RSNA ICH: 1 per subtype, 2 for `any`)."
     p = np.clip(np.asarray(preds, dtype=np.float64), 1e-7, 1 - 1e-7)
     t, w = np.asarray(targs, dtype=np.float64), np.asarray(weights, dtype=np.float64)
@@ -90,7 +93,15 @@ def weights_file(weights, arch) -> Path:
     raise WeightsError(f'no weights for {arch} at {weights} (a .pth, .bin or .safetensors file, or a folder holding {arch}*.pth)')
 
 # %% ../nbs/07_train.ipynb #95f1634f
-def make_learner(dls, arch='resnet18', task='multi', label_cols=(), pretrained=False, weights=None, path='.', **kwargs):
+def make_learner(dls, # `DataLoaders` (`dicom_dataloaders`): their first batch gives the input channels
+                 arch='resnet18', # any timm model name
+                 task='multi', # 'multi', 'single' or 'regression': the loss and metrics
+                 label_cols=(), # the outputs' labels (RSNA's `any` is weighted twice in the metric)
+                 pretrained=False, # start from timm's pretrained weights (needs the internet, or `weights`)
+                 weights=None, # local weights file or folder of `arch*.pth` (internet-off)
+                 path='.', # where fastai saves models
+                 **kwargs # passed to fastai's `vision_learner`
+                ):
     "fastai `vision_learner` for `dls` with timm backbone `arch`, metrics for `task`, and the weights asked for."
     n_in = dls.one_batch()[0].shape[1]  # channels after every transform, whatever the source
     if weights is not None: kwargs['pretrained_cfg_overlay'], pretrained = dict(file=str(weights_file(weights, arch))), True
@@ -168,7 +179,7 @@ class RunConfig:
     data: str | None = None  # the DICOM folder it trained on (None: a cache alone)
     labels: str | None = None
     arch: str = 'resnet18'
-    size: int = 256
+    size: int | tuple = 256  # the images' side, or (H, W)
     epochs: int = 5
     fold: int = 0
     n_folds: int = 5
@@ -192,8 +203,8 @@ class RunConfig:
     def from_dict(cls, d) -> RunConfig:
         "A config from its `asdict` form (read from yaml); a key this kit does not know is refused."
         if unknown := set(d) - {f.name for f in fields(cls)}: raise ValueError(f"unknown settings {', '.join(sorted(unknown))}: made by a newer kit?")
-        made = d.get('cache_settings')
-        return cls(**{**d, 'cache_settings': CacheSettings.from_dict(made) if made else None})
+        made, size = d.get('cache_settings'), d.get('size', cls.size)
+        return cls(**{**d, 'cache_settings': CacheSettings.from_dict(made) if made else None, 'size': tuple(size) if isinstance(size, list) else size})
     def write(self, path):
         "Write the config whole to yaml file `path` (tuples as lists)."
         Path(path).write_text(yaml.safe_dump(json.loads(json.dumps(asdict(self))), sort_keys=False))
@@ -221,7 +232,16 @@ def best_epoch(metrics_csv) -> dict:
     return {k: float(v) for k, v in m.loc[m.valid_loss.idxmin()].drop('time').items()}
 
 # %% ../nbs/07_train.ipynb #872f8bb1
-def prepare(data, labels, n_folds=5, match='stem', task=None, workers=None, seed=0, cache=None, context=0) -> tuple[pd.DataFrame, list, str]:
+def prepare(data, # folder of DICOMs (None: the images of `cache`)
+            labels, # label csv, wide or long
+            n_folds=5, # patient-grouped folds
+            match='stem', # how label ids find files: 'stem' or a header column
+            task=None, # None: inferred from the labels
+            workers=None, # header-reading processes
+            seed=0, # shuffles the folds
+            cache=None, # a `kit preprocess` folder
+            context=0 # neighbouring slices on either side
+           ) -> tuple[pd.DataFrame, list, str]:
     "The labelled table with folds (and `context`, the neighbouring slices), its label columns and task: from the headers of the DICOMs under `data`, else of the images of `cache`."
     if data is None and cache is None: raise ValueError('nothing to train on: give the DICOM folder, a kit preprocess cache, or both')
     meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache, positions=context > 0)
@@ -234,9 +254,29 @@ def prepare(data, labels, n_folds=5, match='stem', task=None, workers=None, seed
     return table, label_cols, task
 
 # %% ../nbs/07_train.ipynb #0498e567
-def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_folds=5, bs=32, lr=2e-3, cache=None,
-          windows=DEFAULT_WINDOWS, pretrained=False, weights=None, match='stem', task=None, seed=0, precision='auto',
-          workers=None, augment=True, progress=True, context=0) -> dict:
+def train(data, # folder of DICOMs (None: train on the images of `cache` alone)
+          labels, # label csv: wide (`image,label...`) or long (`ID_<image>_<label>,Label`)
+          out, # the run folder: model.pkl, config.yaml, metrics.csv, oof.csv, folds.csv
+          arch='resnet18', # any timm model name
+          size=256, # the images' side (a square) or `(H, W)`
+          epochs=5, # of fastai's one-cycle schedule
+          fold=0, # the validation fold
+          n_folds=5, # patient-grouped folds
+          bs=32, # batch size
+          lr=2e-3, # learning rate, or 'auto' for fastai's `lr_find`
+          cache=None, # a `kit preprocess` folder of the same DICOMs: the fast path
+          windows=DEFAULT_WINDOWS, # windows of DICOMs and of a png16 cache's batches
+          pretrained=False, # start from timm's pretrained weights
+          weights=None, # local weights file or folder (internet-off)
+          match='stem', # how label ids find files: 'stem' or a header column
+          task=None, # 'multi', 'single' or 'regression'; None: inferred from the labels
+          seed=0, # folds, weights, batches and augmentations
+          precision='auto', # 'fp16', 'bf16' or 'fp32'; 'auto': fp16 on a GPU
+          workers=None, # data loading processes (None: all cores up to 8)
+          augment=True, # fastai's `aug_transforms` on the batches
+          progress=True, # fastai's progress bars
+          context=0 # neighbouring slices on either side, as extra channels (2.5D)
+         ) -> dict:
     "Train fold `fold` on the DICOMs under `data` (or the images of `cache` alone) labelled by `labels`; write the run to `out`; return the best epoch's metrics."
     out = Path(out)
     set_seed(seed, reproducible=True)
@@ -265,7 +305,12 @@ def train(data, labels, out, arch='resnet18', size=256, epochs=5, fold=0, n_fold
     return best_epoch(out / 'metrics.csv')
 
 # %% ../nbs/07_train.ipynb #25095242
-def train_folds(data, labels, out, n_folds=5, **kwargs) -> pd.DataFrame:
+def train_folds(data, # folder of DICOMs (None: the images of `kwargs['cache']`)
+                labels, # label csv
+                out, # one run folder per fold, `out/fold_<k>`, and `out/oof.csv`
+                n_folds=5, # patient-grouped folds, each trained in turn
+                **kwargs # passed to `train`
+               ) -> pd.DataFrame:
     "Train each of `n_folds` folds into `out/fold_<k>`; return their best-epoch metrics; write `out/oof.csv`."
     res = [dict(fold=k, **train(data, labels, Path(out) / f'fold_{k}', fold=k, n_folds=n_folds, **kwargs)) for k in range(n_folds)]
     pd.concat([pd.read_csv(Path(out) / f'fold_{k}' / 'oof.csv') for k in range(n_folds)]).to_csv(Path(out) / 'oof.csv', index=False)

@@ -19,12 +19,17 @@ from .dicom import DicomError, _source, decode_reduction, read_dicom, read_pixel
 # %% auto #0
 __all__ = ['DEFAULT_WINDOWS', 'WINDOWS', 'window', 'header_window_count', 'header_window', 'register_window', 'list_windows',
            'WindowSpec', 'parse_window', 'parse_windows', 'freqhist_bins', 'hist_scaled', 'window_channels',
-           'body_bbox', 'crop_bbox', 'resize_longest', 'pad_square', 'fit_pixels', 'dicom_pixels', 'dicom_channels']
+           'body_bbox', 'crop_bbox', 'image_shape', 'resize_to', 'resize_longest', 'pad_aspect', 'fit_pixels',
+           'dicom_pixels', 'dicom_channels']
 
 # %% ../nbs/03_window.ipynb #c8d19032
 def _exp(x): return x.exp() if hasattr(x, 'exp') else np.exp(x)
 
-def window(x, center, width, function='LINEAR'):
+def window(x, # values: NumPy array or torch tensor, in HU for CT
+           center, # window centre (level)
+           width, # window width
+           function='LINEAR' # VOI LUT function: LINEAR, LINEAR_EXACT or SIGMOID
+          ):
     "Map `x` (NumPy or torch) to [0, 1] through the VOI LUT `function` with `center` and `width` (PS3.3 C.11.2.1.2-3)."
     function = (function or 'LINEAR').upper()
     if function not in ('LINEAR', 'LINEAR_EXACT', 'SIGMOID'): raise ValueError(f'unknown VOI LUT function {function!r}')
@@ -47,7 +52,11 @@ def _window_pair(ds, index):
     return [float(v[index] if isinstance(v, MultiValue) else v) for v in vals]
 
 # %% ../nbs/03_window.ipynb #54dcb45a
-def header_window(ds, px, index=0, inverted=True):
+def header_window(ds, # the dataset, for its VOI LUT Sequence or window tags
+                  px, # its pixels, from `read_pixels(ds)`
+                  index=0, # which of several windows in the header
+                  inverted=True # MONOCHROME1 pixels were already inverted by `read_pixels`
+                 ):
     "`px` from `read_pixels(ds)` mapped to [0, 1] by the header's `index`-th VOI LUT or window."
     mono1 = inverted and ds.get('PhotometricInterpretation') == 'MONOCHROME1'
     if mono1: px = sum(stored_range(ds)) - px
@@ -114,7 +123,11 @@ def hist_scaled(px, bins=None) -> np.ndarray:
     return np.interp(px, bins, np.linspace(0., 1., len(bins))).astype(np.float32)
 
 # %% ../nbs/03_window.ipynb #1b020033
-def window_channels(px, specs, ds=None, bins=None) -> np.ndarray:
+def window_channels(px, # 2D pixels from `read_pixels`
+                    specs, # windows: names, `width:level`, `header` or `hist`, comma-separated or a list
+                    ds=None, # the dataset, for `header`
+                    bins=None # `freqhist_bins` for `hist` (None: from `px`)
+                   ) -> np.ndarray:
     "`(C, H, W)` float32 in [0, 1]: `px` (from `read_pixels`) through each window of `specs`."
     out = []
     for spec in parse_windows(specs):
@@ -126,7 +139,10 @@ def window_channels(px, specs, ds=None, bins=None) -> np.ndarray:
     return np.stack(out).astype(np.float32, copy=False)
 
 # %% ../nbs/03_window.ipynb #2d105fb3
-def body_bbox(px, thresh=None, min_frac=0.02) -> tuple[int, int, int, int]:
+def body_bbox(px, # 2D pixels
+              thresh=None, # what counts as body (None: -500 HU for CT, else a tenth of the range above the minimum)
+              min_frac=0.02 # a row or column is body when more than this fraction of it is
+             ) -> tuple[int, int, int, int]:
     "`(top, left, bottom, right)` (exclusive ends) of the non-air region of the 2D image `px`."
     if thresh is None: thresh = -500 if px.min() < -900 else px.min() + 0.1 * (px.max() - px.min())
     mask = px > thresh
@@ -141,51 +157,86 @@ def crop_bbox(img, bbox):
     return img[..., t:b, l:r]
 
 # %% ../nbs/03_window.ipynb #d11a6ee9
-def resize_longest(img, size) -> np.ndarray:
-    "`(C, H, W)` float32 channels resized (bilinear, antialiased) so the longest side is `size`."
-    h, w = img.shape[-2:]
-    if max(h, w) == size: return img
-    scale = size / max(h, w)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+def image_shape(size) -> tuple[int, int]:
+    "`(H, W)` of a `size`: one side (a square) or `(H, W)`."
+    h, w = (size, size) if np.ndim(size) == 0 else size
+    return int(h), int(w)
+
+def resize_to(img, shape) -> np.ndarray:
+    "`(C, H, W)` float32 channels resized (bilinear, antialiased) to `shape` `(H, W)`."
+    if tuple(img.shape[-2:]) == tuple(shape): return img
+    new = (int(shape[1]), int(shape[0]))
     return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), mode='F').resize(new, Image.BILINEAR, reducing_gap=None))
                      for c in img])
 
-# %% ../nbs/03_window.ipynb #ae5ac618
-def pad_square(img, value=0.) -> np.ndarray:
-    "`(..., H, W)` padded with `value` to a centred square."
+def resize_longest(img, size) -> np.ndarray:
+    "`(C, H, W)` float32 channels resized (bilinear, antialiased) so the longest side is `size`."
     h, w = img.shape[-2:]
-    if h == w: return img
-    n = max(h, w)
-    top, left = (n - h) // 2, (n - w) // 2
-    out = np.full((*img.shape[:-2], n, n), value, dtype=img.dtype)
+    scale = size / max(h, w)
+    return resize_to(img, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+# %% ../nbs/03_window.ipynb #ae5ac618
+def pad_aspect(img, shape=(1, 1), value=0.) -> np.ndarray:
+    "`(..., H, W)` padded with `value`, centred, to the aspect ratio of `shape` `(H, W)` (a square by default)."
+    h, w = img.shape[-2:]
+    if h * shape[1] < w * shape[0]: n_h, n_w = max(h, round(w * shape[0] / shape[1])), w  # too wide: pad rows
+    else: n_h, n_w = h, max(w, round(h * shape[1] / shape[0]))
+    if (n_h, n_w) == (h, w): return img
+    top, left = (n_h - h) // 2, (n_w - w) // 2
+    out = np.full((*img.shape[:-2], n_h, n_w), value, dtype=img.dtype)
     out[..., top:top + h, left:left + w] = img
     return out
 
 # %% ../nbs/03_window.ipynb #a89327a4
-def fit_pixels(px, size=None, crop_body=False, square=False) -> np.ndarray:
-    "2D values `px` cropped to the body, padded to a square with their darkest value, resized: each as asked."
+def fit_pixels(px, # 2D values
+               size=None, # the longest side, or with `pad` the shape: one side (a square) or `(H, W)`; None: as they are
+               crop_body=False, # crop to the body first
+               pad=False # pad to the aspect of `size` with the darkest value, then resize to exactly `size`
+              ) -> np.ndarray:
+    "2D values `px` cropped to the body, padded with their darkest value, resized: each as asked."
     if crop_body: px = crop_bbox(px, body_bbox(px))
-    if square: px = pad_square(px, float(px.min()))
-    return resize_longest(px[None], size)[0] if size else px
+    if not size: return pad_aspect(px, value=float(px.min())) if pad else px
+    if not pad: return resize_longest(px[None], max(image_shape(size)))[0]
+    shape = image_shape(size)
+    return resize_to(pad_aspect(px, shape, float(px.min()))[None], shape)[0]
+
+def _longest_needed(hw, size) -> int:
+    "The longest side an image of shape `hw` keeps once fitted (padded) into `size`, one side or `(H, W)`."
+    h, w = image_shape(size)
+    return max(1, int(np.ceil(max(hw) * min(h / hw[0], w / hw[1]))))
 
 def _crop_reduction(px, reduce, size) -> int:
-    "Fewer halvings than `reduce` when the body crop of `px` (already halved `reduce` times) would be shorter than twice `size`."
+    "Fewer halvings than `reduce` when the body crop of `px` (already halved `reduce` times) would keep less than twice what `size` needs."
     top, left, bottom, right = body_bbox(px)
-    side = max(bottom - top, right - left)
-    while reduce and side < 2 * size: reduce, side = reduce - 1, side * 2
+    hw = (bottom - top, right - left)
+    side, need = max(hw), _longest_needed(hw, size)
+    while reduce and side < 2 * need: reduce, side = reduce - 1, side * 2
     return reduce
 
-def dicom_pixels(ds, size=None, crop_body=False, square=False, **kwargs) -> np.ndarray:
+def dicom_pixels(ds, # a dataset with pixels
+                 size=None, # the longest side, or with `pad` the shape (one side or `(H, W)`); None: native
+                 crop_body=False, # crop to the body (`body_bbox`)
+                 pad=False, # pad to the aspect of `size` with the darkest value
+                 **kwargs # to `read_pixels` (`reduce=0`: a full decode)
+                ) -> np.ndarray:
     "`(H, W)` float32 corrected pixels of dataset `ds`, decoded no bigger than `size` needs, fitted by `fit_pixels`; `kwargs` go to `read_pixels`."
     frame = 0 if int(ds.get('NumberOfFrames') or 1) > 1 else None
-    reduce = kwargs.pop('reduce', decode_reduction(ds, size))
+    need = size and (_longest_needed((int(ds.Rows), int(ds.Columns)), size) if pad else max(image_shape(size)))
+    reduce = kwargs.pop('reduce', decode_reduction(ds, need))
     px = read_pixels(ds, frame=frame, reduce=reduce, **kwargs)
     px = px.mean(-1) if px.ndim == 3 else px
     if crop_body and reduce and (fewer := _crop_reduction(px, reduce, size)) < reduce:
         px = read_pixels(ds, frame=frame, reduce=fewer, **kwargs)
-    return fit_pixels(px, size, crop_body, square)
+    return fit_pixels(px, size, crop_body, pad)
 
-def dicom_channels(src, specs=DEFAULT_WINDOWS, size=None, crop_body=False, square=False, bins=None, **kwargs) -> np.ndarray:
-    "`(C, H, W)` float32 windows of DICOM file (or dataset) `src`, optionally body-cropped, squared and resized."
+def dicom_channels(src, # a DICOM path or dataset
+                   specs=DEFAULT_WINDOWS, # windows, as `window_channels` takes them
+                   size=None, # as `dicom_pixels` takes it
+                   crop_body=False, # crop to the body
+                   pad=False, # pad to the aspect of `size`
+                   bins=None, # for `hist`
+                   **kwargs # to `read_pixels`
+                  ) -> np.ndarray:
+    "`(C, H, W)` float32 windows of DICOM file (or dataset) `src`, optionally body-cropped, padded and resized (`fit_pixels`)."
     ds = read_dicom(src) if not hasattr(src, 'PixelData') else src
-    return window_channels(dicom_pixels(ds, size, crop_body, square, **kwargs), specs, ds=ds, bins=bins)
+    return window_channels(dicom_pixels(ds, size, crop_body, pad, **kwargs), specs, ds=ds, bins=bins)

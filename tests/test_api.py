@@ -22,7 +22,7 @@ API = {
     ct_dataset make_competition breast_phantom mg_dataset make_mammography''',
     'window': '''
     DEFAULT_WINDOWS WINDOWS window header_window_count header_window register_window list_windows WindowSpec parse_window
-    parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox resize_longest pad_square fit_pixels
+    parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox image_shape resize_to resize_longest pad_aspect fit_pixels
     dicom_pixels dicom_channels''',
     'cache': '''
     FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS CacheSettings cache_settings output_path cache_array
@@ -57,10 +57,10 @@ API = {
     'demo': '''
     long_log_loss label_prior label_examples images_figure windows_figure stage run_demo demo_report''',
     'baseline': '''
-    MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE
+    MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE CONTEXT_COST
     LayoutError Layout split_folder label_ids header_ids id_match find_layout SampleKey sample_ids key_candidates
     sample_key sample_format Ladder Plan image_seconds run_seconds plan_training measure_step measure_render
-    pick_windows default_out baseline baseline_report''',
+    pick_windows pick_context default_out baseline baseline_report''',
 }
 
 

@@ -69,7 +69,8 @@ def test_rsna_ich_long_labels_and_the_budget_plan(comp, tmp_path):
     config = yaml.safe_load((tmp_path / 'out' / 'run' / 'config.yaml').read_text())
     assert plan['size'] in (128, 96, 64, 32) and 1 <= plan['epochs'] <= 20 and plan['arch'] == 'resnet18', plan
     assert (config['size'], config['epochs'], config['arch']) == (plan['size'], plan['epochs'], plan['arch'])  # the plan reached training
-    assert f"Plan: resnet18 at {plan['size']} px, {plan['epochs']} epoch(s)" in report
+    assert plan['context'] == config['context'] == 1  # CT series of 3 slices: each image with its neighbours
+    assert f"Plan: resnet18 at {plan['size']} px, {plan['epochs']} epoch(s)" in report and '1 neighbouring slice(s) on either side' in report
 
 
 def test_wide_patient_labels_two_label_csvs_then_labels_settles_it(comp, tmp_path):
@@ -85,8 +86,9 @@ def test_wide_patient_labels_two_label_csvs_then_labels_settles_it(comp, tmp_pat
     assert 'train.csv' in line and 'train_patients.csv' in line, line
     assert not (tmp_path / 'out').exists()  # stopped before writing anything
 
-    r = kit('baseline', root, '--out', tmp_path / 'out', '--labels', 'train_patients.csv', *TINY)
+    r = kit('baseline', root, '--out', tmp_path / 'out', '--labels', 'train_patients.csv', '--context', 0, *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert yaml.safe_load((tmp_path / 'out' / 'run' / 'config.yaml').read_text())['context'] == 0  # as asked
     assert 'labels train_patients.csv (wide, 4 label(s): intraparenchymal, intraventricular, subdural, any; ids are PatientIDs)' in r.stderr
     report = check_outputs(tmp_path / 'out', comp['sample'])
     assert 'images reduced to PatientID by the mean' in report, report

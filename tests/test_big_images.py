@@ -9,7 +9,8 @@ from PIL import Image
 from kit.cache import read_manifest
 from kit.dicom import decode_reduction, read_dicom
 from kit.submit import validate_submission
-from kit.synth import make_mammography
+from kit.synth import make_mammography, mg_dataset
+from pydicom.uid import JPEGLosslessSV1
 from kit.window import dicom_channels
 from kitcli import kit, ok
 
@@ -60,6 +61,21 @@ def test_preprocess_decodes_small_and_agrees_with_a_full_decode(mammography, tmp
     if crop: return
     assert np.mean([d.mean() for d in diffs]) < 1  # grey levels of 255, against decoding every pixel
     assert np.median([np.quantile(d, 0.99) for d in diffs]) <= 8
+
+
+@pytest.mark.parametrize('stored', [16, 12])
+def test_preprocess_of_bright_16_bit_jpeg_lossless_agrees_with_a_full_decode(tmp_path, stored):
+    "Values near 65,535 (16 of them sum past 2**20) in a 16-bit JPEG lossless stream, under a header that says 16 or 12 bits are stored."
+    img = np.full((1024, 832), 65535, np.uint16); img[::2] -= 500; img[:, ::3] -= 3; img[:300, :200] = 20000
+    ds = mg_dataset(img, ts=JPEGLosslessSV1, bits=16)
+    ds.BitsStored, ds.HighBit, ds.WindowCenter, ds.WindowWidth = stored, stored - 1, 2**(stored - 1), 2**stored  # 12: the bits above are dropped, as pydicom does
+    (tmp_path / 'src').mkdir(); ds.save_as(tmp_path / 'src' / 'a.dcm', enforce_file_format=True)
+    ok(kit('-q', 'preprocess', tmp_path / 'src', tmp_path / 'cache', '--size', 128, '--windows', 'header'))
+    assert decode_reduction(ds, 128) == 2
+    png = np.asarray(Image.open(tmp_path / 'cache' / 'a.png'), dtype=np.float32)
+    full = np.round(dicom_channels(read_dicom(tmp_path / 'src' / 'a.dcm'), 'header', size=128, reduce=0)[0] * 255)
+    assert png.shape == full.shape == (128, 104) and np.abs(png - full).max() <= 1
+    assert np.abs(png - full).mean() < 0.1 and png[:30, :20].mean() < png[-30:, -20:].mean() - 10  # the block stays darker: nothing wrapped
 
 
 def test_train_and_predict_from_big_dicoms(mammography, tmp_path):

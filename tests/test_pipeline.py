@@ -6,7 +6,7 @@ import yaml
 
 from kit.infer import load_run
 from kit.submit import validate_submission
-from kit.synth import make_competition
+from kit.synth import make_competition, make_mammography
 from kitcli import kit, ok
 
 TINY = ['--size', 32, '--epochs', 1, '--bs', 8, '--n-folds', 3, '--workers', 0]
@@ -65,3 +65,21 @@ def test_context_needs_slice_positions_in_the_manifest(comp, tmp_path):
     pd.read_parquet(path).drop(columns='slice_position').to_parquet(path)  # as an older kit wrote it
     r = kit('-q', 'train', '--labels', comp['train'], '--cache', tmp_path / 'cache', '--out', tmp_path / 'run', '--context', 1, *TINY)
     assert r.returncode == 1 and 'no slice positions' in r.stderr and 'run kit preprocess into it again' in r.stderr, r.stderr
+
+
+def test_tall_mammograms_train_at_their_own_shape_and_predict_the_same_from_dicoms_or_cache(tmp_path):
+    mg = make_mammography(tmp_path / 'mg', n_patients=6, shape=(512, 416), seed=2)
+    ok(kit('-q', 'preprocess', mg['train_images'], tmp_path / 'train', '--size', 96, '--crop', '--windows', 'header', '--workers', 0))
+    run = tmp_path / 'run'
+    shape = ['--size', '96,48', '--epochs', 1, '--bs', 4, '--n-folds', 3, '--workers', 0]
+    ok(kit('-q', 'train', '--labels', mg['train'], '--cache', tmp_path / 'train', '--out', run, *shape))
+    assert yaml.safe_load((run / 'config.yaml').read_text())['size'] == [96, 48]
+    learn, _ = load_run(run, cpu=True)
+    assert learn.dls.test_dl([str(p) for p in sorted((tmp_path / 'train').rglob('*.png'))[:2]]).one_batch()[0].shape[-2:] == (96, 48)
+    from_dicoms, from_cache = tmp_path / 'a.csv', tmp_path / 'b.csv'
+    ok(kit('-q', 'predict', '--model', run, '--data', mg['test_images'], '--sample', mg['sample'], '-o', from_dicoms, '--workers', 0))
+    ok(kit('-q', 'preprocess', mg['test_images'], tmp_path / 'test', '--size', 96, '--crop', '--windows', 'header', '--workers', 0))
+    ok(kit('-q', 'predict', '--model', run, '--cache', tmp_path / 'test', '--sample', mg['sample'], '-o', from_cache, '--workers', 0))
+    assert validate_submission(from_dicoms, mg['sample']) == []
+    pd.testing.assert_frame_equal(pd.read_csv(from_dicoms), pd.read_csv(from_cache))
+    ok(kit('-q', 'train', mg['train_images'], '--labels', mg['train'], '--out', tmp_path / 'from_dicoms', '--windows', 'header', *shape))
