@@ -262,7 +262,7 @@ LADDERS = {'cpu': Ladder('resnet18', (128, 96, 64, 32), 64, 'fp32', 32),
            'gpu': Ladder('resnet50', (512, 384, 256, 192, 128), 256, 'fp16', 64)}
 MIN_EPOCHS, MAX_EPOCHS = 4, 20
 EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.2, 3., 0.15
-CONTEXT_COST = 1.2  # time per training image with neighbouring slices: three cached images read (+17-24% measured on 2 CPUs)
+CONTEXT_COST = 0.1  # extra time per training image for each neighbouring slice it reads (one on either side: +17-24% measured on 2 CPUs)
 
 @dataclass(frozen=True)
 class Plan:
@@ -316,7 +316,7 @@ def plan_training(n_train, # training images
                  ) -> Plan:
     "Arch, side and epochs that fit training on `n_train` images and predicting `n_test` in `seconds`, at `t0` s per image (ladder's side)."
     lad = LADDERS['gpu' if gpu else 'cpu']
-    t0 = t0 * (CONTEXT_COST if context else 1.)
+    t0 = t0 * (1 + 2 * context * CONTEXT_COST)
     cost = lambda s, e: run_seconds(n_train, n_test, image_seconds(t0, lad.measured, s), e)
     sizes = (size,) if size else lad.sizes
     s = next((s for s in sizes if cost(s, epochs or MIN_EPOCHS)[1] <= seconds), sizes[-1])
