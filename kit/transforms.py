@@ -16,7 +16,7 @@ from PIL import Image
 
 from .cache import FORMATS, PNG16_OFFSET
 from .dicom import read_dicom
-from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, image_shape, pad_aspect, parse_windows, resize_to, window
+from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, fit_pixels, parse_windows, window
 
 # %% auto #0
 __all__ = ['DicomWindows', 'DicomBlock', 'fit_channels', 'load_cached', 'LoadCached', 'load_hu', 'LoadHU', 'WindowBatch',
@@ -44,9 +44,7 @@ def DicomBlock(windows=DEFAULT_WINDOWS, # one channel per window: names, `width:
 # %% ../nbs/05_transforms.ipynb #125df96c
 def fit_channels(img, size=None) -> np.ndarray:
     "`(C, H, W)` float32, each channel padded (centred, with its own darkest value) to the aspect of `size`, one side or `(H, W)`, and resized to it; to a square without a size."
-    shape = image_shape(size) if size else (1, 1)
-    img = np.stack([pad_aspect(c, shape, float(c.min())) for c in img])
-    return resize_to(img, shape) if size else img
+    return np.stack([fit_pixels(c, size, pad=True) for c in img])
 
 def load_cached(fn, # an image of a `kit preprocess` cache
                 fmt='png', # its format: png, png16 or npy

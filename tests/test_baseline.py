@@ -1,7 +1,5 @@
 "`kit baseline INPUT` on generated competitions in three layouts; a layout it cannot tell stops it with one line naming the option."
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,14 +9,9 @@ import yaml
 from kit.dicom import read_dicom
 from kit.submit import validate_submission
 from kit.synth import LABELS, make_competition
+from kitcli import kit
 
-KIT = str(Path(sys.executable).with_name('kit'))
 TINY = ['--size', '32', '--epochs', '1', '--workers', '0']  # the budget's choice left out: one epoch at 32 px
-
-
-def kit(*args):
-    "Run the kit command line; its result, text output captured."
-    return subprocess.run([KIT, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 def headers(folder) -> pd.DataFrame:
