@@ -23,7 +23,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from kit.data import read_labels
 from kit.synth import MIN_BLEED_PIXELS
-from kit.demo import long_log_loss
+from kit.baseline import long_log_loss
 
 KIT = str(Path(sys.executable).with_name('kit'))
 

@@ -23,9 +23,12 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from kit.cache import cached_paths, preprocess, read_manifest
-from kit.data import dicom_dataloaders, read_labels
+from kit.data import read_labels
+from kit.pipeline import resolve_spec, spec_dataloaders, training_table
+from kit.spec import RunSpec
 from kit.synth import make_competition
-from kit.train import make_learner, prepare, train
+from kit.tasks import get_task
+from kit.train import train
 
 
 class TrainTimer(Callback):
@@ -67,14 +70,13 @@ def plain_loop(files, targets, arch, bs, epochs, workers, device) -> float:
     return n / (time.perf_counter() - t)
 
 
-def kit_loop(table, label_cols, cache, arch, size, bs, epochs, workers) -> float:
-    "Images/s of kit's fastai learner on the same cache (last epoch, training phase only)."
-    dls = dicom_dataloaders(table, label_cols, 'multi', 0, cache=cache, size=size, bs=bs, augment=False, num_workers=workers)
-    learn = make_learner(dls, arch, 'multi', label_cols)
+def kit_loop(table, spec) -> float:
+    "Images/s of kit's fastai learner of `spec` on its cache (last of its epochs, training phase only)."
+    learn = get_task(spec.task).learner(spec_dataloaders(spec, table), spec, '.')
     if torch.cuda.is_available(): learn = learn.to_fp16()
     timer = TrainTimer()
-    with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-3, cbs=timer)
-    return timer.n / epochs / timer.secs[-1]
+    with learn.no_bar(), learn.no_logging(): learn.fit(spec.epochs, 1e-3, cbs=timer)
+    return timer.n / spec.epochs / timer.secs[-1]
 
 
 def held_out_auc(run, cache_test, solution) -> float:
@@ -112,11 +114,13 @@ def main():
     auc = held_out_auc(d / 'run', d / 'cache_test', d / 'comp' / 'solution.csv')
     print(f'kit train: {a.epochs} epochs in {minutes:.2f} min; validation AUC(any) {res["auc_any"]:.3f}; held-out test AUC(any) {auc:.3f}')
 
-    table, label_cols, _ = prepare(d / 'comp' / 'train_images', d / 'comp' / 'train.csv', workers=a.workers)
-    train_rows = table[table.fold != 0]
+    spec = RunSpec(d / 'comp' / 'train_images', d / 'comp' / 'train.csv', cache=d / 'cache_train', arch=a.arch, size=a.size, bs=a.bs,
+                   epochs=2, augment=False, workers=a.workers)
+    table, spec = training_table(resolve_spec(spec), a.workers)
+    label_cols, train_rows = list(spec.label_cols), table[table.fold != 0]
     files = cached_paths(d / 'cache_train', train_rows.fname)
     plain = plain_loop(files, train_rows[label_cols].values, a.arch, a.bs, 2, a.workers, device)
-    ours = kit_loop(table, label_cols, d / 'cache_train', a.arch, a.size, a.bs, 2, a.workers)
+    ours = kit_loop(table, spec)
     print(f'training throughput on {device}: plain timm loop {plain:.1f} img/s, kit (fastai) {ours:.1f} img/s, kit/plain {ours / plain:.0%}')
 
 

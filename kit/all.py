@@ -6,28 +6,62 @@
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #41906d33
-from . import (anonymize as _anonymize, audit as _audit, baseline as _baseline, cache as _cache, data as _data, demo as _demo, dicom as _dicom, eda as _eda, explain as _explain,
-                 infer as _infer, kaggle_tools as _kaggle_tools, meta as _meta, parallel as _parallel, submit as _submit, synth as _synth,
-                 train as _train, transforms as _transforms, window as _window)
-from .anonymize import *
-from .audit import *
-from .baseline import *
+# every module of kit in the order of the data flow (a module imports only from those before it)
+import kit.dicom as _dicom
+import kit.parallel as _parallel
+import kit.meta as _meta
+import kit.synth as _synth
+import kit.window as _window
+import kit.cache as _cache
+import kit.transforms as _transforms
+import kit.data as _data
+import kit.tasks as _tasks
+import kit.boxes as _boxes
+import kit.masks as _masks
+import kit.spec as _spec
+import kit.pipeline as _pipeline
+import kit.train as _train
+import kit.tasks.classify as _tasks_classify
+import kit.infer as _infer
+import kit.submit as _submit
+import kit.kaggle_tools as _kaggle_tools
+import kit.audit as _audit
+import kit.eda as _eda
+import kit.explain as _explain
+import kit.anonymize as _anonymize
+import kit.layout as _layout
+import kit.plan as _plan
+import kit.baseline as _baseline
+import kit.demo as _demo
+from .dicom import *
+from .parallel import *
+from .meta import *
+from .synth import *
+from .window import *
 from .cache import *
+from .transforms import *
 from .data import *
-from .demo import *
+from .tasks import *
+from .boxes import *
+from .masks import *
+from .spec import *
+from .pipeline import *
+from .train import *
+from .tasks.classify import *
+from .infer import *
+from .submit import *
+from .kaggle_tools import *
+from .audit import *
 from .eda import *
 from .explain import *
-from .infer import *
-from .kaggle_tools import *
-from .dicom import *
-from .meta import *
-from .parallel import *
-from .submit import *
-from .synth import *
-from .train import *
-from .transforms import *
-from .window import *
+from .anonymize import *
+from .layout import *
+from .plan import *
+from .baseline import *
+from .demo import *
 
-__all__ = [*_dicom.__all__, *_parallel.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__, *_transforms.__all__, *_data.__all__, *_train.__all__, *_infer.__all__, *_submit.__all__, *_kaggle_tools.__all__,
-           *_audit.__all__, *_eda.__all__, *_explain.__all__, *_anonymize.__all__, *_demo.__all__,
-           *_baseline.__all__]
+__all__ = [*_dicom.__all__, *_parallel.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__,
+           *_transforms.__all__, *_data.__all__, *_tasks.__all__, *_boxes.__all__, *_masks.__all__, *_spec.__all__,
+           *_pipeline.__all__, *_train.__all__, *_tasks_classify.__all__, *_infer.__all__, *_submit.__all__,
+           *_kaggle_tools.__all__, *_audit.__all__, *_eda.__all__, *_explain.__all__, *_anonymize.__all__,
+           *_layout.__all__, *_plan.__all__, *_baseline.__all__, *_demo.__all__]

@@ -24,7 +24,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from .dicom import DicomError, MissingTagError, check_pixel_length, get_dicom_files, path_text, quiet_uid_warnings, read_dicom
 from .meta import write_meta
-from .parallel import LOCK_FILE, folder_lock, parallel_map
+from .parallel import LOCK_FILE, folder_lock, parallel_map, refuse_inside
 
 # %% auto #0
 __all__ = ['PROFILE', 'pseudonym', 'pseudo_uid', 'profile_tags', 'instance_uid', 'anonymize_dataset', 'may_have_burned_in_text',
@@ -258,8 +258,7 @@ def anonymize(src, # folder of DICOMs (searched recursively); never written to
               progress=True
              ) -> pd.DataFrame:
     "De-identify every DICOM under `src` into `out` (never inside `src`); the report (a file failed where `error` is set), also written to `out`."
-    src, out = Path(src).resolve(), Path(out).resolve()
-    if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: anonymize never writes into the source')
+    out, src = refuse_inside(out, src, 'anonymize')
     salt = _salt(salt); _keep_tags(keep)
     files = get_dicom_files(src)
     if not files: raise FileNotFoundError(f'{src}: no DICOM files')

@@ -19,7 +19,7 @@ from PIL import Image
 
 from .dicom import DICOM_EXTS, DicomError, get_dicom_files, path_text, read_dicom, slice_position
 from .meta import write_meta
-from .parallel import folder_lock, parallel_map
+from .parallel import folder_lock, parallel_map, refuse_inside
 from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, parse_windows
 
 # %% auto #0
@@ -242,7 +242,7 @@ def preprocess(src, # folder of DICOMs (searched recursively); never written to
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     if not src.is_dir(): raise FileNotFoundError(f'{src}: no such folder')
     settings = cache_settings(windows, size, crop, fmt)
-    if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: preprocess never writes into the DICOM folder')
+    refuse_inside(out, src, 'preprocess')
     files = get_dicom_files(src)
     _check_collisions(files, src, out, fmt)
     with folder_lock(out):

@@ -124,26 +124,21 @@ def _add_preprocess(sub):
 
 # %% ../nbs/90_cli.ipynb #5bc1bda4
 def train_cmd(args) -> int:
-    "Train one fold (or all with `--folds`) and write the run folder."
-    from kit.train import train, train_folds
-    lr = args.lr if args.lr == 'auto' else float(args.lr)
-    kw = dict(arch=args.arch, size=args.size, epochs=args.epochs, bs=args.bs, lr=lr, cache=args.cache, windows=args.windows,
-              pretrained=args.pretrained, weights=args.weights, match=args.match, task=args.task, seed=args.seed,
-              precision=args.precision, workers=args.workers, progress=not args.quiet, context=args.context)
-    if args.folds:
-        res = train_folds(args.data, args.labels, args.out, n_folds=args.n_folds, **kw)
-        log.info('%s', res.to_string(index=False))
-    else:
-        res = train(args.data, args.labels, args.out, fold=args.fold, n_folds=args.n_folds, **kw)
-        if res: log.info('best epoch: %s', ', '.join(f'{k} {v:.4g}' for k, v in res.items()))  # empty on other ranks
+    "Train the `RunSpec` of the options (and `--config`, a run's config.yaml included): one fold, or all with `--folds`."
+    from kit.spec import FOUND, RunSpec
+    from kit.train import fit_folds, fit_run
+    spec = RunSpec(**{k: getattr(args, k) for k in RunSpec.__dataclass_fields__ if k not in FOUND and hasattr(args, k)})
+    if args.folds: log.info('%s', fit_folds(spec, args.out, progress=not args.quiet).to_string(index=False))
+    elif res := fit_run(spec, args.out, progress=not args.quiet):  # empty on other ranks
+        log.info('best epoch: %s', ', '.join(f'{k} {v:.4g}' for k, v in res.items()))
     log.info('run -> %s', args.out)
     return 0
 
 def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
     from kit.submit import write_submission
-    sub, problems = write_submission(args.model, args.data, args.sample, args.out, args.format, args.cache, args.meta, args.tta, args.bs,
-                                     args.workers, args.strict, not args.quiet)
+    sub, problems = write_submission(args.model, args.data, args.sample, args.out, fmt=args.format, cache=args.cache, meta=args.meta, tta=args.tta,
+                                     bs=args.bs, workers=args.workers, strict=args.strict, progress=not args.quiet)
     return _report(problems, args.out, len(sub))
 
 def _report(problems, path, n) -> int:
@@ -164,35 +159,58 @@ def submit_cmd(args) -> int:
     log.info('%s', submit_to_kaggle(args.submission, args.competition, args.message, args.sample))
     return 0
 
+def _lr_arg(s) -> float | str:
+    "An argparse type: a learning rate above 0, or `auto`."
+    return s if s == 'auto' else _number_arg(float, lambda v: 0 < v < float('inf'), "a learning rate above 0, or 'auto'")(s)
+
+def _task_arg(s) -> str:
+    "A registered task, checked now (importing the registry) so that a typo is a usage error."
+    from kit.tasks import get_task
+    try: return get_task(s).name
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+
+def _spec_option(p, name, *flags, default_text=None, **kwargs):
+    "Option `--name` for `RunSpec` field `name`: its default and help from the spec (the field's comment), `kwargs` to argparse."
+    from kit.spec import RunSpec, spec_help
+    default = RunSpec.__dataclass_fields__[name].default
+    shown = default_text or (default if not isinstance(default, tuple) else ','.join(map(str, dict.fromkeys(default))))
+    action = p.add_argument(*(flags or ['--' + name.replace('_', '-')]), dest=name, default=default,
+                            help=kwargs.pop('help', spec_help()[name]) + (f' (default {shown})' if default is not None and not isinstance(default, bool) else ''),
+                            **kwargs)
+    return action
+
 def _add_train(sub):
     p = sub.add_parser('train', help='train a timm backbone on a folder of DICOMs',
                        description='Fine-tune a timm model through fastai on one fold (or all), grouped by patient; writes '
-                                   'OUT/model.pkl, config.yaml, metrics.csv, oof.csv and folds.csv. Example: kit train '
+                                   'OUT/model.pkl, config.yaml (the run spec: --config OUT/config.yaml trains the same run again), '
+                                   'metrics.csv, oof.csv and folds.csv. Example: kit train '
                                    'train_images --labels train.csv --arch resnet18 --size 256 --epochs 5 --fold 0 --out run')
     p.add_argument('data', nargs='?', default=None, help='folder of DICOM files (leave out to train on --cache alone)')
-    p.add_argument('--labels', required=True, help='label csv, wide (image,label...) or long (ID_<image>_<label>,Label)')
+    _spec_option(p, 'labels', required=True, help='label csv, wide (image,label...) or long (ID_<image>_<label>,Label)')
     p.add_argument('--out', required=True, help='run folder')
-    p.add_argument('--arch', default='resnet18', help='any timm model name (default resnet18)')
-    p.add_argument('--size', type=_side_or_shape_arg, default=256,
-                   help='image side (default 256), or H,W for another shape, e.g. 1024,512 for mammograms: each image is padded to its aspect')
-    p.add_argument('--epochs', type=_count_arg, default=5)
-    p.add_argument('--bs', type=_count_arg, default=32, help='batch size (default 32)')
-    p.add_argument('--lr', default='2e-3', help="learning rate, or 'auto' for fastai's lr_find (default 2e-3)")
-    p.add_argument('--fold', type=int, default=0, help='validation fold (default 0)')
-    p.add_argument('--n-folds', type=_count_arg, default=5, help='number of patient-grouped folds (default 5)')
+    _spec_option(p, 'arch')
+    _spec_option(p, 'size', type=_side_or_shape_arg, help='image side, or H,W for another shape, e.g. 1024,512 for mammograms: '
+                                                          'each image is padded to its aspect')
+    _spec_option(p, 'epochs', type=_count_arg)
+    _spec_option(p, 'bs', type=_count_arg)
+    _spec_option(p, 'lr', type=_lr_arg)
+    _spec_option(p, 'fold', type=int)
+    _spec_option(p, 'n_folds', type=_count_arg)
     p.add_argument('--folds', action='store_true', help='train every fold, each in OUT/fold_<k>')
-    p.add_argument('--cache', default=None, help='a kit preprocess folder of the same DICOMs (the fast path; enough without DATA)')
-    _lists(p.add_argument('--windows', type=_windows_arg, default='brain,subdural,bone', help='windows when reading DICOMs or a png16 cache, '
-                          'comma-separated: names (%(names)s), width:level, header or hist (default brain,subdural,bone)'), 'window.list_windows')
-    p.add_argument('--context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'), default=0,
-                   help='neighbouring slices on either side of each image in its series, as extra channels (2.5D; default 0)')
-    p.add_argument('--pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
-    p.add_argument('--weights', default=None, help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
-    p.add_argument('--match', default='stem', help='how label ids find files: stem (default) or a header column, e.g. SOPInstanceUID')
-    p.add_argument('--task', choices=['multi', 'single', 'regression'], default=None, help='default: inferred from the labels')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--precision', choices=['auto', 'fp16', 'bf16', 'fp32'], default='auto', help='auto: fp16 on a GPU')
-    p.add_argument('--workers', type=_workers_arg, default=None, help='data loading processes (default: all cores)')
+    _spec_option(p, 'cache', help='a kit preprocess folder of the same DICOMs (the fast path; enough without DATA); one that cannot '
+                                  'give the images asked for (other windows, a smaller side) is refused')
+    _lists(_spec_option(p, 'windows', type=_windows_arg, help="each channel's window, comma-separated: names (%(names)s), width:level, "
+                                                              "header or hist (default: a png or npy cache's own, else brain,subdural,bone)"),
+           'window.list_windows')
+    _spec_option(p, 'context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'))
+    _spec_option(p, 'pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
+    _spec_option(p, 'weights', help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
+    _spec_option(p, 'augment', '--no-augment', action='store_false', help="no augmentation of the training batches (default: fastai's aug_transforms)")
+    _spec_option(p, 'match')
+    _lists(_spec_option(p, 'task', type=_task_arg, help='%(names)s (default: inferred from the labels)'), 'tasks.list_tasks')
+    _spec_option(p, 'seed', type=int)
+    _spec_option(p, 'precision', choices=['auto', 'fp16', 'bf16', 'fp32'])
+    _spec_option(p, 'workers', type=_workers_arg, help='data loading processes (default: all cores)')
     p.set_defaults(func=train_cmd)
 
 def _add_predict(sub):
@@ -377,28 +395,32 @@ def _add_anonymize(sub):
 def demo_cmd(args) -> int:
     "Run the whole demo competition and report its score."
     from kit.demo import run_demo
-    res = run_demo(args.out, args.patients, args.slices, args.dicom_size, args.size, args.epochs, args.lr, args.arch, args.workers,
-                   seed=args.seed, progress=not args.quiet)
+    res = run_demo(args.out, patients=args.patients, slices=args.slices, dicom_size=args.dicom_size, size=args.size, epochs=args.epochs,
+                   lr=args.lr, arch=args.arch, workers=args.workers, seed=args.seed, progress=not args.quiet)
     log.info('submission %s scores %.4f (label prior %.4f) in %.0f s; report: %s', Path(args.out) / 'submission.csv',
              res['score'], res['prior_score'], sum(res['times'].values()), Path(args.out) / 'report.md')
     return 0 if res['score'] < res['prior_score'] else 1
 
 def baseline_cmd(args) -> int:
     "Find a competition folder's layout, then run the whole workflow on it within --minutes; a layout it cannot tell is a usage error."
-    from kit.baseline import LayoutError, baseline
-    try: baseline(args.input, args.out, args.minutes, args.train, args.test, args.labels, args.sample, args.arch, args.size, args.epochs,
-                  args.workers, context=args.context, seed=args.seed, progress=not args.quiet)
+    from kit.baseline import baseline
+    from kit.layout import LayoutError
+    try: baseline(args.input, args.out, args.minutes, train=args.train, test=args.test, labels=args.labels, sample=args.sample, arch=args.arch,
+                  size=args.size, epochs=args.epochs, workers=args.workers, context=args.context, seed=args.seed, progress=not args.quiet)
     except LayoutError as e:
         log.error('kit baseline: %s', e); return 2
     return 0
 
 def synth_cmd(args) -> int:
-    "Write the synthetic competition (head CT, or mammography with `--modality MG`) to `args.out`."
-    from kit.synth import make_competition, make_mammography
-    if args.modality == 'MG':
+    "Write a synthetic competition to `args.out`: head CT, mammography (`--modality MG`), or chest radiographs with boxes or masks (`--task`)."
+    from kit.synth import make_competition, make_detection, make_mammography, make_segmentation
+    if args.task == 'detect': paths = make_detection(args.out, n_patients=args.patients or 40, seed=args.seed, workers=args.workers)
+    elif args.task == 'segment':
+        paths = make_segmentation(args.out, n_patients=args.patients or 40, size=args.size, seed=args.seed, workers=args.workers)
+    elif args.modality == 'MG':
         paths = make_mammography(args.out, n_patients=args.patients or 8, shape=args.shape, seed=args.seed, workers=args.workers)
     else: paths = make_competition(args.out, n_patients=args.patients or 24, slices=args.slices, size=args.size, seed=args.seed,
-                                   workers=args.workers, bleeds=args.bleeds)
+                                   workers=args.workers, bleeds=args.bleeds, shift=args.shift)
     log.info('synthetic competition -> %s (%s)', args.out, ', '.join(p.name for p in paths.values()))
     return 0
 
@@ -459,6 +481,11 @@ def _add_synth(sub):
     p.add_argument('--bleeds', choices=['2d', '3d'], default='2d', help='CT: bleeds drawn on each slice alone (2d, default), or as blobs '
                                                                         'across neighbouring slices, faint at their ends (3d)')
     p.add_argument('--shape', type=_shape_arg, default=(4096, 3328), help='MG: rows,columns of each image (default 4096,3328)')
+    p.add_argument('--task', choices=['detect', 'segment'], default=None,
+                   help='chest radiographs instead of head CT: detect, VinBigData-like boxes from three readers (train.csv); segment, '
+                        "SIIM-ACR-like pneumothorax masks as relative RLE (train-rle.csv), --size their side (default 256)")
+    p.add_argument('--shift', choices=['hospital'], default=None, help='CT with --bleeds 3d: test patients from another hospital '
+                                                                      '(noisier scanner, another rescale, thicker slices) and one-slice mimics')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--workers', type=_workers_arg, default=1, help='processes (default 1)')
     p.set_defaults(func=synth_cmd)
@@ -489,11 +516,18 @@ def _config_defaults(parser, argv):
     try: cfg = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e: p.error(f'--config {path}: {" ".join(str(e).split())}')
     if not isinstance(cfg, dict): p.error(f'--config {path}: expected option: value lines')
-    options = {a.dest: a for a in p._actions if a.option_strings}
+    options = {a.dest: a for a in p._actions if a.option_strings or a.dest == 'data'}
+    spec_keys = _spec_keys() if command == 'train' else set()  # a run's config.yaml: the spec's other fields too
     for key, value in cfg.items():
         action = options.get(str(key).replace('-', '_'))
+        if action is None and key in spec_keys: p.set_defaults(**{key: value}); continue
         if action is None or action.dest in ('help', 'config'): p.error(f'--config {path}: {key!r} is not an option of kit {command}')
         action.default, action.required = value, False
+
+def _spec_keys() -> set:
+    "The fields of `RunSpec`: what a run's `config.yaml` holds."
+    from kit.spec import RunSpec
+    return set(RunSpec.__dataclass_fields__)
 
 _WRITERS = {'meta': ('src', 'out'), 'preprocess': ('src', 'out'), 'anonymize': ('src', 'out'), 'predict': ('data', 'out')}
 
@@ -504,7 +538,10 @@ def _check_paths(parser, args):
     if any(getattr(args, k) is None for k in _WRITERS[args.command]): return
     src, out = (Path(getattr(args, k)).resolve() for k in _WRITERS[args.command])
     if args.command in ('preprocess', 'anonymize') and src.exists() and not src.is_dir(): error(f'{src} is not a folder')
-    if src.is_dir() and (out == src or src in out.parents): error(f'{out} is inside {src}: kit {args.command} never writes into its source folder')
+    if src.is_dir():
+        from kit.parallel import refuse_inside
+        try: refuse_inside(out, src, f'kit {args.command}')
+        except ValueError as e: error(str(e))
 
 def _only_kit(record) -> bool:
     "Pass kit's own log records only."
@@ -515,7 +552,6 @@ def _setup(args):
     import os, warnings
     logging.basicConfig(level=logging.WARNING, format='%(message)s', stream=sys.stderr)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    warnings.filterwarnings('ignore', r'`torch\.jit\.script` is deprecated', FutureWarning)  # fastai's import, on torch 2.14: nothing a user can do
     warnings.filterwarnings('ignore', r'load_learner` uses Python', UserWarning)  # every predict: the README says run folders are pickles
     if args.quiet:
         warnings.filterwarnings('ignore')  # this process only: pydicom's, torch's and fastai's warnings
@@ -528,6 +564,8 @@ def _setup(args):
 
 def main(argv=None) -> int:
     "Run the `kit` command line; return its exit code."
+    import warnings
+    warnings.filterwarnings('ignore', r'`torch\.jit\.script` is deprecated', FutureWarning)  # fastai's import, on torch 2.14: nothing a user can do
     parser = make_parser()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     _config_defaults(parser, argv)

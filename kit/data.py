@@ -9,7 +9,6 @@ import codecs
 import csv
 import logging
 import os
-import random
 import stat
 import warnings
 from pathlib import Path
@@ -18,12 +17,10 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
-from .window import DEFAULT_WINDOWS, image_shape
 
 # %% auto #0
 __all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'split_long_ids', 'is_long_format',
-           'read_labels', 'infer_task', 'label_table', 'patient_folds', 'slice_positions', 'slice_context', 'n_workers',
-           'LabelColumns', 'dicom_dataloaders']
+           'read_labels', 'label_table', 'patient_folds', 'slice_positions', 'slice_context']
 
 # %% ../nbs/06_data.ipynb #3dbf9562
 log = logging.getLogger(__name__)
@@ -136,16 +133,6 @@ def read_labels(labels, # csv path or DataFrame, wide or long
     id_col = id_col or df.columns[0]
     return df.rename(columns={id_col: 'image'}).astype({'image': str})
 
-# %% ../nbs/06_data.ipynb #a8fdc2a3
-def infer_task(df, label_cols) -> str:
-    "'multi' (0/1 columns), 'single' (one column of classes) or 'regression', from the label values."
-    vals = df[list(label_cols)]
-    if all(set(vals[c].dropna().unique()) <= {0, 1} for c in label_cols): return 'multi'
-    if len(label_cols) == 1:
-        v = vals.iloc[:, 0]
-        if not is_numeric_dtype(v) or (np.issubdtype(v.dtype, np.integer) and v.nunique() <= 50): return 'single'
-    return 'regression'
-
 # %% ../nbs/06_data.ipynb #5bef4c27
 def label_table(meta, # header table of the files (`dicom_meta`), with `fname`
                 labels, # csv path or DataFrame, wide or long
@@ -203,55 +190,3 @@ def slice_context(meta, # header table (`dicom_meta`, or a cache's `cache_meta`)
         order = group.index.to_numpy()
         for j, i in enumerate(order): context[i] = [names[order[min(max(j + d, 0), len(order) - 1)]] for d in range(-k, k + 1)]
     return context
-
-# %% ../nbs/06_data.ipynb #33ce5a49
-def n_workers(workers=None) -> int:
-    "Data loading processes: `workers`, or all cores up to 8."
-    return min(8, os.cpu_count() or 1) if workers is None else workers
-
-# %% ../nbs/06_data.ipynb #77582499
-class LabelColumns:
-    "The label columns of a table row as one float32 vector: the target of multi-label and regression tasks, one column or many."
-    def __init__(self, cols): self.cols = list(cols)
-    def __call__(self, row): return row[self.cols].to_numpy(np.float32)
-
-# %% ../nbs/06_data.ipynb #e200d9df
-def _inputs(df, cache) -> list:
-    "Each row's model input: its file (`fname`) or neighbouring slices (`context`), as DICOM paths or as the images of `cache`."
-    items = df['context'].tolist() if 'context' in df else df.fname.tolist()
-    if cache is None: return items
-    from kit.cache import cached_paths
-    if 'context' not in df: return cached_paths(cache, items)
-    flat = iter(cached_paths(cache, [f for item in items for f in item]))
-    return [[next(flat) for _ in item] for item in items]
-
-def dicom_dataloaders(df, # label table (`label_table`) with a `fold` column, and `context` for neighbouring slices
-                      label_cols, # the label columns
-                      task, # 'multi', 'single' or 'regression' (`infer_task`)
-                      valid_fold=0, # the fold held out for validation
-                      cache=None, # a `kit preprocess` folder of the same DICOMs (None: read the DICOMs)
-                      windows=DEFAULT_WINDOWS, # windows of DICOMs, and of the batches of a png16 cache
-                      size=256, # image side (a square) or `(H, W)`
-                      bs=32, # batch size
-                      augment=True, # fastai's `aug_transforms` on the batch
-                      num_workers=None, # loading processes (None: all cores up to 8)
-                      seed=0 # the order of the training batches
-                     ):
-    "fastai `DataLoaders` of table `df` (with `fname` and `fold`), fold `valid_fold` held out for validation."
-    from fastai.data.block import CategoryBlock, DataBlock, MultiCategoryBlock, RegressionBlock
-    from fastai.data.transforms import ColReader, IndexSplitter
-    from fastai.vision.augment import aug_transforms
-    from kit.cache import read_cache_settings
-    from kit.transforms import image_block
-    label_cols, made = list(label_cols), read_cache_settings(cache) if cache else None
-    df = df.assign(_x=_inputs(df, cache))
-    y_block = {'multi': MultiCategoryBlock(encoded=True, vocab=label_cols), 'single': CategoryBlock,
-               'regression': RegressionBlock(n_out=len(label_cols))}[task]
-    get_y = LabelColumns(label_cols) if task != 'single' else ColReader(label_cols[0])
-    x_block = image_block(made.format, windows, size, offset=made.offset) if made else image_block(None, windows, size)
-    dblock = DataBlock(blocks=(x_block, y_block), get_x=ColReader('_x'), get_y=get_y,
-                       splitter=IndexSplitter(np.flatnonzero(df.fold.values == valid_fold)),
-                       item_tfms=None, batch_tfms=aug_transforms(size=image_shape(size), max_rotate=10, max_warp=0.) if augment else None)
-    dls = dblock.dataloaders(df, bs=bs, num_workers=n_workers(num_workers))
-    dls.train.rng = random.Random(seed)  # fastai seeds the shuffle from the global `random`
-    return dls

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import math
 import os
@@ -19,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from PIL import Image
 from pydicom import config
 from pydicom.datadict import dictionary_VR
-from pydicom.encaps import get_frame
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         JPEG2000, JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1, RLELossless)
+                         RLELossless)
+
+from ._codecs import fast_reduced
 
 # %% auto #0
 __all__ = ['DICOM_EXTS', 'DicomError', 'NotDicomError', 'TruncatedError', 'NoPixelDataError', 'MissingDecoderError',
@@ -297,48 +296,12 @@ def _decode(ds, path, frame=None) -> np.ndarray:
 
 # %% ../nbs/00_dicom.ipynb #83a16c46
 _log = logging.getLogger(__name__)
-_J2K_SYNTAXES = (JPEG2000Lossless, JPEG2000)
-_LJPEG_SYNTAXES = (JPEGLossless, JPEGLosslessSV1)
 
 def decode_reduction(ds, size) -> int:
     "How many times the image of `ds` can be halved with its longest side staying at least twice `size` (0 without a size)."
     longest, halvings = max(int(ds.Rows), int(ds.Columns)), 0
     while size and (longest >> (halvings + 1)) >= 2 * size: halvings += 1
     return halvings
-
-def _j2k_header(codestream) -> tuple[int, bool, int]:
-    "Precision, signedness (first component) and decomposition levels of a JPEG 2000 codestream (T.800 A.5.1, A.6.1)."
-    if codestream[:4] != b'\xff\x4f\xff\x51': raise ValueError('not a raw JPEG 2000 codestream')
-    ssiz, pos = codestream[42], 4 + int.from_bytes(codestream[4:6], 'big')
-    while pos + 10 <= len(codestream) and codestream[pos] == 0xFF:
-        if codestream[pos + 1] == 0x52: return (ssiz & 0x7F) + 1, bool(ssiz & 0x80), codestream[pos + 9]  # COD
-        if codestream[pos + 1] == 0x90: break  # SOT: the tiles begin, no COD in the main header
-        pos += 2 + int.from_bytes(codestream[pos + 2:pos + 4], 'big')
-    raise ValueError('no COD marker in the main header')
-
-def _j2k_reduced(codestream, reduce) -> tuple[np.ndarray, int, int]:
-    "Stored values of a one-component unsigned JPEG 2000 `codestream` decoded `reduce` resolution levels down (as far as it has), the levels used and the precision."
-    precision, signed, levels = _j2k_header(codestream)
-    if precision > 16 or signed: raise ValueError(f"{precision}-bit {'signed' if signed else 'unsigned'} JPEG 2000: left to pydicom")
-    with warnings.catch_warnings():
-        warnings.simplefilter('error', Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(codestream)) as im:
-            im.reduce = used = min(reduce, levels)
-            im.load()
-            arr = np.asarray(im)
-    arr = arr >> ((16 if arr.dtype == np.uint16 else 8) - precision)  # Pillow stretches the values to fill its mode
-    return arr, used, precision
-
-def _jpeg_precision(codestream) -> int | None:
-    "Sample precision P (bits) of a JPEG codestream's frame header (T.81 B.2.2), None when no SOF marker comes before the scan."
-    pos = 2 if codestream[:2] == b'\xff\xd8' else len(codestream)
-    while pos + 5 <= len(codestream) and codestream[pos] == 0xFF:
-        marker = codestream[pos + 1]
-        if marker == 0xFF: pos += 1; continue  # a fill byte (T.81 B.1.1.2)
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC): return codestream[pos + 4]  # SOF0-15 but DHT, JPG, DAC
-        if marker == 0xDA: break  # SOS: the scan begins
-        pos += 2 + int.from_bytes(codestream[pos + 2:pos + 4], 'big')
-    return None
 
 def _sum_dtype(dtype, bits, n) -> np.dtype:
     "The narrowest type that holds exact sums of `n` values of `dtype` that use at most `bits` bits (the dtype's when None); float64 for floats."
@@ -361,47 +324,11 @@ def box_reduce(arr, factor, bits=None) -> np.ndarray:
     if acc.kind == 'f': return (sums / factor**2).astype(np.float32)
     return np.divide(sums, factor**2, dtype=np.float32)  # exact sums below 2**24, one rounding
 
-def _imagecodecs():
-    "The `imagecodecs` module, or None when it is not installed."
-    try: import imagecodecs
-    except ImportError: return None
-    return imagecodecs
-
-def _frame_data(data, frame, n_frames):
-    "The codestream of `frame` in encapsulated `data`: a view, not a copy, when one frame is one fragment (PS3.5 A.4), else pydicom's `get_frame`."
-    if n_frames == 1 and len(data) >= 24:
-        group, element, bot = struct.unpack_from('<HHL', data, 0)
-        start = 16 + bot
-        if (group, element) == (0xFFFE, 0xE000) and start + 8 <= len(data):
-            group, element, length = struct.unpack_from('<HHL', data, start - 8)
-            end = start + length  # the one fragment ends the data, or the sequence delimiter follows it
-            if (group, element) == (0xFFFE, 0xE000) and end <= len(data) and data[end:end + 4] in (b'', b'\xfe\xff\xdd\xe0'):
-                return memoryview(data)[start:end]
-    return get_frame(data, frame, number_of_frames=n_frames)
-
-def _ljpeg_decoded(codecs, data, ds) -> tuple[np.ndarray, int | None]:
-    "Stored values of JPEG lossless codestream `data` (libjpeg-turbo) and the bits they use: the stream's precision, cut to (0028,0101) Bits Stored as pydicom does."
-    arr, bits, stored = codecs.jpeg8_decode(data), _jpeg_precision(data), int(ds.get('BitsStored') or 0)
-    if bits and 0 < stored < bits: arr, bits = arr & (2**stored - 1), stored  # the bits above Bits Stored are not pixel data
-    return arr, bits
-
-def _fast_reduced(ds, frame, reduce) -> tuple[np.ndarray, int, int] | None:
-    "Stored values of a greyscale unsigned JPEG 2000 (reduced) or JPEG lossless (libjpeg-turbo) frame, the levels used and the bits the values use; None when no fast path applies."
-    ts = ds.file_meta.TransferSyntaxUID
-    if ds.get('SamplesPerPixel', 1) != 1 or ds.get('PixelRepresentation', 0) or (frame is None and _n_frames(ds) > 1): return None
-    if ts not in _J2K_SYNTAXES + _LJPEG_SYNTAXES: return None
-    data = _frame_data(ds.PixelData, frame or 0, _n_frames(ds))
-    if ts in _J2K_SYNTAXES: arr, used, bits = _j2k_reduced(data, reduce)
-    elif (codecs := _imagecodecs()) is None: return None
-    else: (arr, bits), used = _ljpeg_decoded(codecs, data, ds), 0
-    if arr.shape[-2:] != (-(-int(ds.Rows) // 2**used), -(-int(ds.Columns) // 2**used)): raise ValueError(f'decoded shape {arr.shape}')
-    return arr, used, bits
-
 def _decode_reduced(ds, path, frame, reduce) -> tuple[np.ndarray, int, int | None]:
     "Stored values of `ds` decoded `reduce` halvings down where the codec can, else at full size; the halvings done and the bits the values use (None: unknown)."
     if reduce and ds.get('PhotometricInterpretation') != 'PALETTE COLOR':
         try:
-            if (fast := _fast_reduced(ds, frame, reduce)) is not None: return fast
+            if (fast := fast_reduced(ds, frame, reduce, _n_frames(ds))) is not None: return fast
         except Exception as e: _log.debug('%s: fast decoder failed (%s); decoding with pydicom', path, e)
     return _decode(ds, path, frame), 0, None
 

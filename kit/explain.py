@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from .cache import read_manifest
 from .data import read_labels
 from .dicom import get_dicom_files
-from .infer import load_run, readable_items
+from .infer import load_run, run_predictions
 
 # %% auto #0
 __all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid', 'write_saliency']
@@ -141,18 +140,14 @@ def explain(run, # run folder (`kit train`)
     if target not in cols: raise ValueError(f'{target!r} is not an output of {run} ({", ".join(map(str, cols))})')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
     if not files: raise FileNotFoundError(f'{data}: no DICOM files')
-    with tempfile.TemporaryDirectory() as workdir:
-        items, bad = readable_items(learn, config, files, data, cache, workdir, workers=0)  # unreadable files are left out
-        files = [f for f in files if f not in bad]
-        if not files: raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
-        ids = [Path(f).stem for f in files]
-        with learn.no_bar(): preds = learn.get_preds(dl=learn.dls.test_dl(items, bs=bs, num_workers=0))[0]
-        probs = pd.DataFrame(preds.float().numpy(), columns=cols, index=ids)
-        truth = read_labels(labels).set_index('image').reindex(ids) if labels is not None else None
-        chosen = _pick(probs[target], None if truth is None else _is_positive(truth, target, config), images, n,
-                       pick or ('loss' if truth is not None else 'top'))
-        if not chosen: raise ValueError(f'none of the images asked for is under {data}' if images else 'no image to explain with this pick')
-        x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.context)
+    probs, bad, items = run_predictions(learn, config, files, data, cache, bs=bs, workers=0)  # unreadable files are left out
+    if not len(probs): raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
+    ids = probs.index.tolist()
+    truth = read_labels(labels).set_index('image').reindex(ids) if labels is not None else None
+    chosen = _pick(probs[target], None if truth is None else _is_positive(truth, target, config), images, n,
+                   pick or ('loss' if truth is not None else 'top'))
+    if not chosen: raise ValueError(f'none of the images asked for is under {data}' if images else 'no image to explain with this pick')
+    x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.context)
     maps, how = _maps(learn, x, cols.index(target), method or ('gradcam' if layer else 'occlusion'), layer)
     truths = _truth_text(truth.loc[chosen], config).tolist() if truth is not None else None
     return dict(ids=chosen, target=target, probs=probs.loc[chosen, target].to_numpy(), truths=truths, images=shown, cams=maps, method=how)

@@ -5,13 +5,10 @@
 # %% ../nbs/08_infer.ipynb #4c28bd3e
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, fields
 import logging
 import os
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -20,15 +17,16 @@ import pandas as pd
 import torch
 import yaml
 
-from .cache import check_positions, match_sources, preprocess, read_cache_settings, read_manifest
-from .train import RunConfig
-from .data import n_workers, read_csv_file, slice_context
+from .cache import read_manifest
+from .data import read_csv_file
 from .dicom import DicomError, get_dicom_files, path_text
-from .meta import dicom_meta
-from .parallel import parallel_map
+from .parallel import n_workers
+from .pipeline import test_inputs, tolerant, unreadable_cause
+from .spec import RunSpec, spec_from_dict
+from .tasks import get_task
 
 # %% auto #0
-__all__ = ['RunError', 'read_config', 'load_run', 'readable_items', 'training_label_mean', 'predict']
+__all__ = ['RunError', 'read_config', 'load_run', 'training_label_mean', 'run_predictions', 'predict']
 
 # %% ../nbs/08_infer.ipynb #d6242d41
 log = logging.getLogger(__name__)
@@ -43,15 +41,15 @@ def _one_line(e, n=300) -> str:
     return msg if len(msg) <= n else msg[:n - 3] + '...'
 
 # %% ../nbs/08_infer.ipynb #ea40bada
-def read_config(run) -> RunConfig:
-    "The `config.yaml` of run folder `run`, checked to be one `kit train` wrote."
+def read_config(run) -> RunSpec:
+    "The run spec in the `config.yaml` of run folder `run`, checked to be one `kit train` wrote."
     path = Path(run) / 'config.yaml'
     if not path.is_file(): raise RunError(f'{path}: no such file (kit train writes it beside model.pkl: copy the whole run folder)')
     try: config = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e: raise RunError(f'{path}: cannot read it ({_one_line(e)})') from None
     missing = [k for k in ('task', 'label_cols') if not isinstance(config, dict) or k not in config]
     if missing: raise RunError(f"{path}: not a kit train config (no {', '.join(missing)})")
-    try: return RunConfig.from_dict(config)
+    try: return spec_from_dict(config)
     except (TypeError, ValueError) as e: raise RunError(f'{path}: {_one_line(e)}') from None
 
 def _version_changes(config) -> str:
@@ -81,112 +79,53 @@ def load_run(run, # a `kit train` run folder
     except Exception as e: raise RunError(f"{run / 'model.pkl'}: cannot load the model ({_model_cause(e, config)})") from None
     return learn, config
 
-# %% ../nbs/08_infer.ipynb #e1c96674
-@contextmanager
-def _without_warnings(name):
-    "Drop the warnings of logger `name` while the block runs: `predict` reports unreadable files itself, in one line."
-    logger, keep = logging.getLogger(name), lambda record: record.levelno != logging.WARNING
-    logger.addFilter(keep)
-    try: yield
-    finally: logger.removeFilter(keep)
-
-def _cache_items(cache, files, context=0) -> tuple[list, dict]:
-    "The cached images of the readable `files` (with their `context` neighbours), and the causes of the others, from the manifest of `cache` (read once); every file must be in it."
-    m = read_manifest(cache)
-    rows = match_sources(m, files)
-    if (absent := rows < 0).any():
-        raise ValueError(f'{absent.sum()} of {len(rows)} images are not in the cache {cache}, e.g. {path_text(files[absent.argmax()])}: '
-                         'give the cache made of these DICOMs')
-    failed = m.status.to_numpy()[rows] == 'error'
-    bad = {f: m.error.iat[r] for f, r, e in zip(files, rows, failed) if e}
-    if not context: return m.output.to_numpy()[rows[~failed]].tolist(), bad
-    check_positions(m, cache)
-    return slice_context(m.iloc[rows[~failed]].rename(columns={'output': 'fname'}), context), bad
-
-def _usable_cache(cache, settings, data) -> bool:
-    "Whether the given `cache` holds images made with `settings`; when it does not, a line says so, or an error when `data` is None."
-    if cache is None: return False
-    if (made := read_cache_settings(cache)) == settings: return True
-    differ = [f.name for f in fields(settings) if getattr(settings, f.name) != getattr(made, f.name)]
-    needs, holds = (', '.join(f'{k}={getattr(d, k)}' for k in differ) for d in (settings, made))
-    if data is None: raise ValueError(f'the run needs images made with {needs}, but the cache {cache} holds {holds}: give the test DICOMs to make them')
-    log.info('the cache %s holds %s, the run needs %s: making its images from %s', cache, holds, needs, data)
-    return False
-
-def _cached_items(files, data, settings, cache, workdir, context=0) -> tuple[list, dict]:
-    "The cached images of the readable `files`, and the causes of the others: from `cache` if it fits, else made now in `workdir`."
-    if not _usable_cache(cache, settings, data):  # one cache per set of settings, so that runs made on different caches can be averaged
-        cache = Path(workdir) / hashlib.md5(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()
-        with _without_warnings('kit.cache'):
-            preprocess(data, cache, settings.windows or None, settings.size, settings.crop, settings.format, progress=False)
-    return _cache_items(cache, files, context)
-
-# %% ../nbs/08_infer.ipynb #6a59af51
-def _item_error(i, ds) -> str | None:
-    "Why item `i` of test set `ds` cannot be made into a model input; None when it can."
-    try: ds[i]; return None
-    except DicomError as e: return e.cause
-    except Exception as e: return _one_line(e)
-
-def _dicom_errors(learn, files, workers, checked, progress, context=0) -> dict:
-    "The files of `files` that the run's test-time transforms cannot decode, with the causes; `checked` keeps them per pipeline."
-    from fastai.data.core import test_set
-    ds = test_set(learn.dls.valid_ds, [[str(f)] if context else str(f) for f in files])  # what `test_dl` makes; a run with context takes lists
-    key = str(ds.tls[0].tfms)
-    if key not in checked:
-        log.info('decoding the %d test images once to find unreadable ones', len(files))
-        causes = parallel_map(partial(_item_error, ds=ds), range(len(files)), n_workers(workers), progress, on_crash=lambda i, cause: cause)
-        checked[key] = {f: c for f, c in zip(files, causes) if c is not None}
-    return checked[key]
-
-def readable_items(learn, # the run's learner
-                   config, # the run's config (`read_config`)
-                   files, # the test DICOM files
-                   data, # their folder (None: the images of `cache`)
-                   cache, # a `kit preprocess` cache of them, used when made with the run's settings
-                   workdir, # where a cache made now goes
-                   workers=None, # processes checking DICOMs (None: all cores up to 8)
-                   progress=False,
-                   checked=None # unreadable files per test pipeline, shared between runs (None: not shared)
-                  ) -> tuple[list, dict]:
-    "Inputs of run `learn` (`config`) for the readable `files` (cached images or DICOM paths, or lists of their neighbouring slices), and the unreadable files with their causes."
-    context = config.context
-    if config.cache: return _cached_items(files, data, config.cache_settings, cache, workdir, context)
-    if data is None: raise ValueError('the run was trained on DICOMs and reads them to predict: give the test DICOM folder')
-    bad = _dicom_errors(learn, files, workers, {} if checked is None else checked, progress, context)
-    good = [str(f) for f in files if f not in bad]
-    if not context or not good: return good, bad
-    return slice_context(dicom_meta(good, workers=n_workers(workers), progress=False), context), bad  # neighbours among the readable files
-
 # %% ../nbs/08_infer.ipynb #c828c9fb
 def training_label_mean(run, # a `kit train` run folder
-                        cols=None # names of the outputs (None: the labels, or the sorted classes)
+                        cols=None # names of the outputs (None: the task's outputs of the labels)
                        ) -> pd.Series:
-    "The mean training label of run `run` per output `cols`: the rate of each 0/1 label, each class's frequency, or the mean target."
+    "The mean training label of run `run` per output `cols`, as its task defines it: the rate of each 0/1 label, each class's frequency, or the mean target."
     run, config = Path(run), read_config(run)
     path = next((p for p in (run / 'folds.csv', run / 'oof.csv') if p.is_file()), None)
     if path is None: raise RunError(f'{run}: no folds.csv or oof.csv to take the training label mean from (kit train writes both)')
     labels, label_cols = read_csv_file(path), list(config.label_cols)
     if missing := [c for c in label_cols if c not in labels]: raise RunError(f'{path}: no column {missing[0]!r} (a label of {run})')
-    if config.task != 'single': return pd.Series(labels[label_cols].astype(float).mean().to_numpy(), index=cols or label_cols)
-    freq = labels[label_cols[0]].astype(str).value_counts(normalize=True)
-    cols = cols or sorted(labels[label_cols[0]].unique().tolist())
-    return pd.Series([float(freq.get(str(c), 0.)) for c in cols], index=cols)
+    task = get_task(config.task)
+    cols = cols or task.outputs(label_cols, sorted(labels[label_cols[0]].unique().tolist()))
+    return task.label_mean(labels, label_cols, cols)
 
 # %% ../nbs/08_infer.ipynb #d633e207
-def _run_preds(run, files, data, cache, tta, bs, workers, workdir, strict, checked, progress) -> tuple[pd.DataFrame, dict, partial]:
-    "One run's predictions of the readable `files` (indexed by image id), the unreadable ones with their causes, and its label mean (a function)."
-    learn, config = load_run(run)
-    cols = list(config.label_cols) if config.task != 'single' else list(learn.dls.vocab)
-    items, bad = readable_items(learn, config, files, data, cache, workdir, workers, progress, checked)
-    if strict and bad: raise _unreadable_error(bad, len(files))
-    preds = np.zeros((0, len(cols)), np.float32)
+def run_predictions(learn, # a run's learner (`load_run`)
+                    config, # its spec (`read_config`)
+                    files, # the test DICOM files
+                    data, # their folder (None: the images of `cache`)
+                    cache=None, # a `kit preprocess` cache of them, used when made with the run's settings
+                    workdir=None, # where a cache made now goes (None: a temporary folder)
+                    bs=64, # batch size
+                    workers=None, # loading processes (None: all cores)
+                    tta=False, # test-time augmentation (fastai's `tta`)
+                    progress=False
+                   ) -> tuple[pd.DataFrame, dict, list]:
+    "One run's predictions of the readable test `files` (indexed by image id), the unreadable files with their causes, and the model inputs of the readable ones."
+    cols = get_task(config.task).outputs(config.label_cols, getattr(learn.dls, 'vocab', None))
+    with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as workdir:
+        items, bad = test_inputs(config, files, data, cache, workdir, workers)
+    readable, preds = [f for f in files if f not in bad], np.zeros((0, len(cols)), np.float32)
     if items:
-        dl = learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers))
-        with nullcontext() if progress else learn.no_bar():
+        with tolerant(learn), (nullcontext() if progress else learn.no_bar()):
+            dl = learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers))
             preds = (learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]).float().numpy()
-    ids = pd.Index([Path(f).stem for f in files if f not in bad], name='image')
-    return pd.DataFrame(preds, columns=cols, index=ids), bad, partial(training_label_mean, run, cols)
+        failed = np.isnan(preds).any(1)
+        bad.update({readable[i]: unreadable_cause(learn, items[i]) for i in np.flatnonzero(failed)})
+        readable, items, preds = [f for f, x in zip(readable, failed) if not x], [i for i, x in zip(items, failed) if not x], preds[~failed]
+    bad = {f: bad[f] for f in files if f in bad}  # in file order
+    return pd.DataFrame(preds, columns=cols, index=pd.Index([Path(f).stem for f in readable], name='image')), bad, items
+
+def _run_preds(run, files, data, cache, tta, bs, workers, workdir, strict, progress) -> tuple[pd.DataFrame, dict, partial]:
+    "One run's predictions of the readable `files`, the unreadable ones with their causes, and its label mean (a function)."
+    learn, config = load_run(run)
+    preds, bad, _ = run_predictions(learn, config, files, data, cache, workdir, bs, workers, tta, progress)
+    if strict and bad: raise _unreadable_error(bad, len(files))
+    return preds, bad, partial(training_label_mean, run, list(preds.columns))
 
 def _unreadable_error(bad, n) -> DicomError:
     "The error `strict` raises: the first unreadable file and its cause."
@@ -218,7 +157,7 @@ def predict(runs, # one run folder or several (their predictions are averaged)
             cache=None, # a `kit preprocess` cache of the test DICOMs
             tta=False, # test-time augmentation (fastai's `tta`)
             bs=64, # batch size
-            workers=None, # loading processes (None: all cores up to 8)
+            workers=None, # loading processes (None: all cores)
             strict=False, # stop at the first unreadable test image (else it gets the training label mean)
             progress=True) -> pd.DataFrame:
     "Mean predictions of `runs` (run folders) on the DICOMs under `data` (or the images of `cache`): `image`, a column per output; unreadable images get the label mean."
@@ -226,9 +165,8 @@ def predict(runs, # one run folder or several (their predictions are averaged)
     if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
     if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
-    checked = {}  # unreadable files per test pipeline, shared by the runs
-    with tempfile.TemporaryDirectory() as workdir:
-        outs = [_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, checked, progress) for r in runs]
+    with tempfile.TemporaryDirectory() as workdir:  # caches made now, one per set of settings, shared by the runs
+        outs = [_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, progress) for r in runs]
     preds, bad = _mean_preds(runs, outs, files)
     if bad: log.warning('%s', _bad_summary(bad, len(files), data))
     log.info('predicted %d images with %d run(s)%s', len(files) - len(bad), len(runs), ' and TTA' if tta else '')

@@ -28,9 +28,9 @@ from packaging.version import InvalidVersion, Version
 from .submit import validate_submission
 
 # %% auto #0
-__all__ = ['KAGGLE_IMAGE', 'REPLACEABLE', 'PLATFORMS', 'KaggleError', 'is_kaggle_kernel', 'competition_paths', 'submit_to_kaggle',
-           'ImageFreeze', 'read_freeze', 'resolve_for_image', 'project_root', 'kaggle_image', 'build_wheels',
-           'check_install', 'run_kit', 'kernel_folder', 'push_kernel']
+__all__ = ['KAGGLE_IMAGE', 'REPLACEABLE', 'PLATFORMS', 'MIN_PIP', 'KaggleError', 'is_kaggle_kernel', 'competition_paths',
+           'submit_to_kaggle', 'ImageFreeze', 'read_freeze', 'check_pip', 'resolve_for_image', 'project_root',
+           'kaggle_image', 'build_wheels', 'check_install', 'run_kit', 'kernel_folder', 'push_kernel']
 
 # %% ../nbs/10_kaggle_tools.ipynb #3991a194
 class KaggleError(Exception):
@@ -159,6 +159,16 @@ def read_freeze(path) -> ImageFreeze:
     return ImageFreeze(path, python, versions, unknown)
 
 # %% ../nbs/10_kaggle_tools.ipynb #a380c764
+MIN_PIP = '23.3'  # the first pip whose `install --dry-run --report` takes --platform and --python-version without --target
+
+def check_pip():
+    "Raise a one-line `KaggleError` naming the upgrade when this Python's pip is older than `MIN_PIP` (kit's own requirement brings a newer one)."
+    try: have = metadata.version('pip')
+    except metadata.PackageNotFoundError: have = None
+    if have is None or Version(have) < Version(MIN_PIP):
+        raise KaggleError(f"kit wheels needs pip {MIN_PIP} or newer to resolve for another image; this Python has "
+                          f"{'no pip' if have is None else 'pip ' + have}: run {sys.executable} -m pip install --upgrade pip")
+
 def _pip(*args, python=None, check=True) -> subprocess.CompletedProcess:
     "Run pip of this interpreter (on the environment of `python` when given); raise a one-line `KaggleError` when it fails and `check`."
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}  # nothing but the image's packages in its environment
@@ -212,6 +222,7 @@ def resolve_for_image(kit_wheel, # kit's wheel file
                       replace=REPLACEABLE # packages that may replace the image's older version
                      ) -> list[dict]:
     "The distributions (name, version, url, sha256) that kit's wheel needs on the image `image` (a path or `ImageFreeze`), by pip's resolver."
+    check_pip()
     image = image if isinstance(image, ImageFreeze) else read_freeze(image)
     python = image.python or python
     if not python: raise KaggleError(f"{image.path}: no '# python X.Y' line: give the kernel's Python version (--python)")
@@ -261,6 +272,7 @@ def build_wheels(out, # output folder; its name is the dataset name in INSTALL.t
     "kit's wheel and (when `download`) the wheels image `image` lacks (default: Kaggle's) in folder `out`, with INSTALL.txt."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if download: check_pip()
     image = read_freeze(image or kaggle_image()) if download else None
     for old in out.glob('*.whl'): old.unlink()  # a wheel left from another image could win the kernel's resolution
     _pip('wheel', '--no-deps', '--no-build-isolation', '-q', '-w', out, project_root())

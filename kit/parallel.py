@@ -16,9 +16,22 @@ from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'parallel_map', 'FolderBusyError', 'folder_lock']
+__all__ = ['LOCK_FILE', 'refuse_inside', 'n_workers', 'parallel_map', 'FolderBusyError', 'folder_lock']
 
 # %% ../nbs/00a_parallel.ipynb #e54b374f
+def refuse_inside(out, # the folder a command writes
+                  src, # the folder it reads
+                  who # the command, for the message
+                 ) -> tuple[Path, Path]:
+    "`out` and `src` resolved (links too); a one-line `ValueError` when `out` is `src` or inside it: kit never writes into its source."
+    out, src = Path(out).resolve(), Path(src).resolve()
+    if out == src or src in out.parents: raise ValueError(f'{out} is inside {src}: {who} never writes into its source folder')
+    return out, src
+
+def n_workers(workers=None) -> int:
+    "Processes for a job: `workers`, or all cores when None (kit's one rule, for its pools and fastai's loaders alike)."
+    return (os.cpu_count() or 1) if workers is None else workers
+
 def _progress(it, total, show):
     "`it` through a fastprogress bar that shows files/s, when `show`."
     if not show: yield from it; return
@@ -115,7 +128,7 @@ def parallel_map(f, # a picklable function of one item
                 ) -> list:
     "`[f(o) for o in items]` over `workers` processes (all cores by default; 0 or 1 runs here), in order; an item whose worker dies or runs past `timeout` s gets `on_crash(item, cause)`."
     items = list(items)
-    workers = os.cpu_count() if workers is None else workers
+    workers = n_workers(workers)
     if workers <= 1 or len(items) < 2: return list(_progress(map(f, items), len(items), progress))
     res = [None] * len(items)
     for i, r in _progress(_pool_results(f, items, workers, on_crash, timeout), len(items), progress): res[i] = r

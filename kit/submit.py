@@ -21,8 +21,7 @@ from .data import file_size, read_csv_file, split_long_ids
 # %% auto #0
 __all__ = ['SUBMISSION_FORMATS', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample', 'SubmissionFormat',
            'register_format', 'list_formats', 'get_format', 'format_problems', 'make_submission',
-           'max_submission_bytes', 'read_submission', 'validate_submission', 'write_submission', 'rle_encode',
-           'rle_decode', 'prediction_string']
+           'max_submission_bytes', 'read_submission', 'validate_submission', 'write_submission']
 
 # %% ../nbs/09_submit.ipynb #ab44c6fe
 def long_submission(preds, # a `key` column and one column per label
@@ -246,24 +245,3 @@ def write_submission(runs, # run folders of `kit train` (their predictions are a
         meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache)
     sub = _write_csv(make_submission(preds, sample, fmt, meta), out)
     return sub, validate_submission(sub, sample)
-
-# %% ../nbs/09_submit.ipynb #f5259d5e
-def rle_encode(mask) -> str:
-    "Run-length encoding of a binary mask, column-major, 1-based starts: 'start length start length ...' ('-1' when empty)."
-    flat = np.asarray(mask, dtype=bool).flatten(order='F')
-    padded = np.concatenate([[0], flat.astype(np.int8), [0]])
-    runs = np.flatnonzero(padded[1:] != padded[:-1]) + 1
-    runs[1::2] -= runs[::2]
-    return ' '.join(map(str, runs)) if len(runs) else '-1'
-
-def rle_decode(rle, shape) -> np.ndarray:
-    "The binary mask of `shape` encoded by `rle_encode`."
-    mask = np.zeros(shape[0] * shape[1], dtype=bool)
-    if str(rle).strip() not in ('-1', ''):
-        nums = np.asarray(str(rle).split(), dtype=int)
-        for start, length in zip(nums[::2] - 1, nums[1::2]): mask[start:start + length] = True
-    return mask.reshape(shape, order='F')
-
-def prediction_string(boxes) -> str:
-    "Boxes `(class, conf, xmin, ymin, xmax, ymax)` as VinBigData's 'class conf xmin ymin xmax ymax ...'."
-    return ' '.join(f'{int(c)} {conf:.4f} {x0:.0f} {y0:.0f} {x1:.0f} {y1:.0f}' for c, conf, x0, y0, x1, y1 in boxes)

@@ -5,6 +5,7 @@
 # %% ../nbs/05_transforms.ipynb #734d3c43
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +17,47 @@ from PIL import Image
 
 from .cache import FORMATS, PNG16_OFFSET
 from .dicom import read_dicom
-from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, fit_pixels, parse_windows, window
+from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, fit_pixels, image_shape, parse_windows, window
 
 # %% auto #0
-__all__ = ['DicomWindows', 'DicomBlock', 'fit_channels', 'load_cached', 'LoadCached', 'load_hu', 'LoadHU', 'WindowBatch',
-           'HUBlock', 'image_block']
+__all__ = ['tolerant_loads', 'DicomWindows', 'DicomBlock', 'fit_channels', 'load_cached', 'LoadCached', 'load_hu', 'LoadHU',
+           'WindowBatch', 'HUBlock', 'image_block']
 
 # %% ../nbs/05_transforms.ipynb #a6844055
 class _SliceStack(DisplayedTransform):
     "Item transform base: a path to `load(path)` `(C, H, W)`; a list of paths (neighbouring slices) to their channels, slice by slice."
-    def encodes(self, fn: str | Path): return TensorImage(torch.from_numpy(self.load(fn)))
-    def encodes(self, fns: list): return TensorImage(torch.from_numpy(np.concatenate([self.load(f) for f in fns])))
+    tolerant = False  # set by `tolerant_loads`: an unreadable file becomes NaN (prediction finds it) instead of an error
+    channels = None  # channels of one slice, for the NaN image of an unreadable one (None: this transform cannot be tolerant)
+    def _load(self, fn) -> np.ndarray | None:
+        "`load(fn)`, or None when it fails and the transform is tolerant."
+        if not self.tolerant: return self.load(fn)
+        try: return self.load(fn)
+        except Exception: return None
+    def _nan(self, n=1) -> np.ndarray: return np.full((self.channels * n, *image_shape(self.size)), np.nan, np.float32)
+    def encodes(self, fn: str | Path):
+        img = self._load(fn)
+        return TensorImage(torch.from_numpy(self._nan() if img is None else img))
+    def encodes(self, fns: list):
+        imgs = [self._load(f) for f in fns]
+        mid = imgs[len(imgs) // 2]  # the slice itself; an unreadable neighbour is replaced by it
+        if mid is None: return TensorImage(torch.from_numpy(self._nan(len(imgs))))
+        return TensorImage(torch.from_numpy(np.concatenate([mid if img is None else img for img in imgs])))
+
+@contextmanager
+def tolerant_loads(tfms):
+    "While the block runs, the `_SliceStack` transforms of `tfms` that can (`channels`) make an unreadable file a NaN image instead of raising."
+    tfms = [t for t in tfms if isinstance(t, _SliceStack) and t.channels]
+    for t in tfms: t.tolerant = True
+    try: yield
+    finally:
+        for t in tfms: t.tolerant = False
 
 class DicomWindows(_SliceStack):
     "Item transform: a DICOM path to a `TensorImage` `(C, H, W)` of `size` (one side or `(H, W)`) with one channel per window."
     def __init__(self, windows=DEFAULT_WINDOWS, size=256, crop_body=False):
         self.windows, self.size, self.crop_body = [str(w) for w in parse_windows(windows)], size, crop_body
+    @property
+    def channels(self): return len(self.windows)
     def load(self, fn) -> np.ndarray: return dicom_channels(fn, self.windows, self.size, self.crop_body, pad=True)
 
 def DicomBlock(windows=DEFAULT_WINDOWS, # one channel per window: names, `width:level`, `header` or `hist`
@@ -73,6 +99,7 @@ def load_hu(fn, size=None, offset=PNG16_OFFSET) -> np.ndarray:
 
 class LoadHU(_SliceStack):
     "Item transform: a DICOM or `png16` path to a `TensorImage` of HU `(1, H, W)` of `size`."
+    channels = 1
     def __init__(self, size=256, offset=PNG16_OFFSET): self.size, self.offset = size, offset
     def load(self, fn) -> np.ndarray: return load_hu(fn, self.size, self.offset)
 

@@ -11,39 +11,59 @@ API = {
     'dicom': '''
     DICOM_EXTS DicomError NotDicomError TruncatedError NoPixelDataError MissingDecoderError MissingTagError
     is_regular_file has_dicom_preamble is_dicom_file path_text get_dicom_files quiet_uid_warnings max_decode_bytes
-    read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels slice_position sort_slices
-    read_series''',
+    read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels slice_position
+    sort_slices read_series''',
     'parallel': '''
-    LOCK_FILE parallel_map FolderBusyError folder_lock''',
+    LOCK_FILE refuse_inside n_workers parallel_map FolderBusyError folder_lock''',
     'meta': '''
     header_row pixel_stats file_row dicom_meta write_meta read_meta write_dicom_meta''',
     'synth': '''
-    LESIONS LABELS TRANSFER_SYNTAXES MIN_BLEED_PIXELS MG_SYNTAXES head_phantom lesion_mask bleed_profile head_series
-    ct_dataset make_competition breast_phantom mg_dataset make_mammography''',
+    LESIONS LABELS TRANSFER_SYNTAXES MIN_BLEED_PIXELS SHIFTED_HOSPITAL MG_SYNTAXES CHEST_FINDINGS NO_FINDING
+    PNEUMOTHORAX DX_SYNTAXES head_phantom lesion_mask bleed_profile head_series ct_dataset make_competition
+    breast_phantom mg_dataset make_mammography chest_phantom dx_dataset make_detection cr_dataset make_segmentation''',
     'window': '''
-    DEFAULT_WINDOWS WINDOWS window header_window_count header_window register_window list_windows WindowSpec parse_window
-    parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox image_shape resize_to resize_longest pad_aspect fit_pixels
-    dicom_pixels dicom_channels''',
+    DEFAULT_WINDOWS WINDOWS window header_window_count header_window register_window list_windows WindowSpec
+    parse_window parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox image_shape resize_to
+    resize_longest pad_aspect fit_pixels dicom_pixels dicom_channels''',
     'cache': '''
-    FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS CacheSettings cache_settings output_path cache_array
-    cache_file read_manifest read_cache_settings match_sources cached_paths check_positions cache_meta preprocess''',
+    FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS CacheSettings cache_settings output_path
+    cache_array cache_file read_manifest read_cache_settings match_sources cached_paths check_positions cache_meta
+    preprocess''',
     'transforms': '''
-    DicomWindows DicomBlock fit_channels load_cached LoadCached load_hu LoadHU WindowBatch HUBlock image_block''',
+    tolerant_loads DicomWindows DicomBlock fit_channels load_cached LoadCached load_hu LoadHU WindowBatch HUBlock
+    image_block''',
     'data': '''
-    SNIFF_BYTES COMPRESSED CsvError file_size read_csv_file split_long_ids is_long_format read_labels infer_task
-    label_table patient_folds slice_positions slice_context n_workers LabelColumns dicom_dataloaders''',
+    SNIFF_BYTES COMPRESSED CsvError file_size read_csv_file split_long_ids is_long_format read_labels label_table
+    patient_folds slice_positions slice_context''',
+    'tasks': '''
+    TASKS BUILTIN_TASKS Task register_task list_tasks get_task infer_task''',
+    'boxes': '''
+    VINBIGDATA_CLASSES BOX_FORMATS BOX_COLUMNS LABEL_KINDS RSNA_PNEUMONIA_THRESHOLDS BoxFormat box_format box_label_kind
+    read_box_labels box_iou fuse_boxes BoxFrame clip_boxes voc_ap average_precisions vinbigdata_map siim_covid_image_map
+    rsna_pneumonia_score format_prediction_string prediction_string_problems parse_prediction_string''',
+    'masks': '''
+    CONVENTIONS rle_encode rle_problems rle_decode guess_convention MaskLabels read_mask_labels MaskFrame mask_frame
+    mask_to_model mask_to_original siim_dice Triplet apply_triplet triplet_scores search_triplet''',
+    'spec': '''
+    FOUND RunSpec spec_help spec_dict spec_from_dict write_spec read_spec''',
+    'pipeline': '''
+    DEFAULT_SPEC_WINDOWS cache_problem resolve_spec training_table spec_inputs spec_block spec_dataloaders test_inputs
+    tolerant unreadable_cause''',
     'train': '''
-    MODEL_PACKAGES WeightsError mean_auc weighted_log_loss task_metrics weights_file make_learner DDPTrainer RunConfig
-    package_versions best_epoch prepare train train_folds''',
+    MODEL_PACKAGES WeightsError weights_file make_learner DDPTrainer package_versions best_epoch fit_run train fit_folds
+    train_folds''',
+    'tasks.classify': '''
+    mean_auc weighted_log_loss LabelColumns MultiLabel SingleLabel Regression''',
     'infer': '''
-    RunError read_config load_run readable_items training_label_mean predict''',
+    RunError read_config load_run training_label_mean run_predictions predict''',
     'submit': '''
     SUBMISSION_FORMATS long_submission wide_submission aggregate is_long_sample SubmissionFormat register_format
     list_formats get_format format_problems make_submission max_submission_bytes read_submission validate_submission
-    write_submission rle_encode rle_decode prediction_string''',
+    write_submission''',
     'kaggle_tools': '''
-    KAGGLE_IMAGE REPLACEABLE PLATFORMS KaggleError is_kaggle_kernel competition_paths submit_to_kaggle ImageFreeze read_freeze
-    resolve_for_image project_root kaggle_image build_wheels check_install run_kit kernel_folder push_kernel''',
+    KAGGLE_IMAGE REPLACEABLE PLATFORMS MIN_PIP KaggleError is_kaggle_kernel competition_paths submit_to_kaggle
+    ImageFreeze read_freeze check_pip resolve_for_image project_root kaggle_image build_wheels check_install run_kit
+    kernel_folder push_kernel''',
     'audit': '''
     SUSPECT SKIP column_auc audit_columns meta_table label_problems Audit leak_table drift_table audit write_audit''',
     'eda': '''
@@ -54,13 +74,16 @@ API = {
     'anonymize': '''
     PROFILE pseudonym pseudo_uid profile_tags instance_uid anonymize_dataset may_have_burned_in_text patient_folder
     anonymize_file anonymize''',
-    'demo': '''
-    long_log_loss label_prior label_examples images_figure windows_figure stage run_demo demo_report''',
+    'layout': '''
+    MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LayoutError Layout split_folder label_ids header_ids id_match
+    find_layout SampleKey sample_ids key_candidates sample_key sample_format''',
+    'plan': '''
+    LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE CONTEXT_COST Ladder Plan image_seconds run_seconds
+    plan_training measure_step measure_render pick_windows pick_context''',
     'baseline': '''
-    MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE CONTEXT_COST
-    LayoutError Layout split_folder label_ids header_ids id_match find_layout SampleKey sample_ids key_candidates
-    sample_key sample_format Ladder Plan image_seconds run_seconds plan_training measure_step measure_render
-    pick_windows pick_context default_out baseline baseline_report''',
+    stage long_log_loss label_prior label_examples images_figure windows_figure default_out baseline baseline_report''',
+    'demo': '''
+    run_demo''',
 }
 
 

@@ -61,7 +61,7 @@ def test_rsna_ich_long_labels_and_the_budget_plan(comp, tmp_path):
     plan = yaml.safe_load((tmp_path / 'out' / 'baseline.yaml').read_text())['plan']
     config = yaml.safe_load((tmp_path / 'out' / 'run' / 'config.yaml').read_text())
     assert plan['size'] in (128, 96, 64, 32) and 1 <= plan['epochs'] <= 20 and plan['arch'] == 'resnet18', plan
-    assert (config['size'], config['epochs'], config['arch']) == (plan['size'], plan['epochs'], plan['arch'])  # the plan reached training
+    assert (config['size'], config['epochs'], config['arch']) == ([plan['size']] * 2, plan['epochs'], plan['arch'])  # the plan reached training ((H, W))
     assert plan['context'] == config['context'] == 1  # CT series of 3 slices: each image with its neighbours
     assert f"Plan: resnet18 at {plan['size']} px, {plan['epochs']} epoch(s)" in report and '1 neighbouring slice(s) on either side' in report
 

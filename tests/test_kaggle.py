@@ -178,3 +178,34 @@ def test_wheels_need_a_version_for_what_kit_needs(tmp_path):
     r = kit_wheels(tmp_path, venv_freeze(tmp_path / 'image.txt', pyjpegls=line))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"kit needs pyjpegls, but the line '{line}' gives no version: write the list with pip list --format=freeze" in r.stderr, r.stderr
+
+
+PIPS = Path(__file__).parent / 'pips'  # .ci/run downloads pip 21.2.3 and 22.3 here: what Python 3.10.0's and 3.11.0's ensurepip bundle
+
+
+def old_pips() -> list:
+    "pip wheels older than `kit wheels` needs: the one this Python's ensurepip bundles (offline, what a fresh venv gets), and those in PIPS."
+    import ensurepip
+    from kit.kaggle_tools import MIN_PIP
+    from packaging.version import Version
+    wheels = sorted(Path(ensurepip.__file__).parent.glob('_bundled/pip-*.whl')) + sorted(PIPS.glob('pip-*.whl'))
+    return [w for w in wheels if Version(w.name.split('-')[1]) < Version(MIN_PIP)]
+
+
+@pytest.mark.parametrize('wheel', old_pips(), ids=lambda w: w.name.split('-')[1])
+def test_wheels_with_an_old_pip_say_what_to_upgrade(tmp_path, wheel):
+    "kit with a fresh venv's old pip first on its path: `kit wheels` is one line naming the pip it has and the upgrade, not a fault of the image."
+    import sysconfig
+    import zipfile
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', tmp_path / 'venv'], check=True)
+    python = tmp_path / 'venv' / 'bin' / 'python'
+    site = Path(subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))'], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    zipfile.ZipFile(wheel).extractall(site)  # the old pip, installed as pip installs a wheel: its files
+    (site / 'kit-env.pth').write_text(f'import site; site.addsitedir({sysconfig.get_path("purelib")!r})\n')  # kit, after the old pip
+    r = subprocess.run([python, '-c', 'from kit.cli import main; raise SystemExit(main())', 'wheels', tmp_path / 'w', '--image',
+                        venv_freeze(tmp_path / 'image.txt')], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'PIP_NO_INDEX': '1', 'PIP_CONFIG_FILE': os.devnull})
+    version = wheel.name.split('-')[1]
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f'kit wheels needs pip 23.3 or newer to resolve for another image; this Python has pip {version}: run {python} -m pip install --upgrade pip' in r.stderr, r.stderr

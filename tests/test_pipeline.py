@@ -83,3 +83,30 @@ def test_tall_mammograms_train_at_their_own_shape_and_predict_the_same_from_dico
     assert validate_submission(from_dicoms, mg['sample']) == []
     pd.testing.assert_frame_equal(pd.read_csv(from_dicoms), pd.read_csv(from_cache))
     ok(kit('-q', 'train', mg['train_images'], '--labels', mg['train'], '--out', tmp_path / 'from_dicoms', '--windows', 'header', *shape))
+
+
+def test_a_cache_that_cannot_honour_the_run_is_one_line_in_train_and_predict(comp, tmp_path):
+    "Other windows or a larger side than the cache holds: refused in one line, never resampled, ignored or recorded."
+    for split in ('train', 'test'): ok(kit('-q', 'preprocess', comp[f'{split}_images'], tmp_path / split, '--size', 32, '--workers', 0))
+    for extra, words in ((['--windows', 'stroke'], 'holds the windows 80:40,254:100,2000:500 and the run asks for 8:32'),
+                         (['--size', 64], 'its images are 32 px on their longest side, and the run asks for 64x64: they would be upsampled')):
+        r = kit('-q', 'train', '--labels', comp['train'], '--cache', tmp_path / 'train', '--out', tmp_path / 'bad', *TINY, *extra)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+        assert not (tmp_path / 'bad').exists()
+    ok(kit('-q', 'preprocess', comp['test_images'], tmp_path / 'test24', '--size', 24, '--workers', 0))
+    ok(kit('-q', 'train', '--labels', comp['train'], '--cache', tmp_path / 'train', '--out', tmp_path / 'run', *TINY))
+    r = kit('-q', 'predict', '--model', tmp_path / 'run', '--cache', tmp_path / 'test24', '--sample', comp['sample'], '-o', tmp_path / 's.csv')
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'needs images made with size=32, but the cache' in r.stderr, r.stderr
+
+
+def test_a_runs_config_trains_the_same_run_again(comp, tmp_path):
+    "`kit train --config run/config.yaml`: the same spec, the same submission, on one machine."
+    ok(kit('-q', 'train', comp['train_images'], '--labels', comp['train'], '--out', tmp_path / 'run', '--context', 1, '--no-augment', *TINY))
+    ok(kit('-q', 'train', '--config', tmp_path / 'run' / 'config.yaml', '--out', tmp_path / 'again'))
+    assert (tmp_path / 'again' / 'config.yaml').read_text() == (tmp_path / 'run' / 'config.yaml').read_text()
+    spec = yaml.safe_load((tmp_path / 'run' / 'config.yaml').read_text())
+    assert (spec['context'], spec['augment'], spec['windows']) == (1, False, ['80:40', '254:100', '2000:500'])
+    for run in ('run', 'again'):
+        ok(kit('-q', 'predict', '--model', tmp_path / run, '--data', comp['test_images'], '--sample', comp['sample'], '-o', tmp_path / f'{run}.csv',
+               '--workers', 0))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / 'run.csv'), pd.read_csv(tmp_path / 'again.csv'))

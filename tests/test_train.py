@@ -51,10 +51,10 @@ def test_kit_train_writes_the_run_folder(competition, tmp_path):
 
 
 def _dls(competition, tmp_path):
-    from kit.data import dicom_dataloaders
-    from kit.train import prepare
-    table, cols, task = prepare(competition['train_images'], competition['train'], 3, workers=0)
-    return dicom_dataloaders(table, cols, task, 0, size=32, bs=4, num_workers=0), cols
+    from kit.pipeline import resolve_spec, spec_dataloaders, training_table
+    from kit.spec import RunSpec
+    table, spec = training_table(resolve_spec(RunSpec(competition['train_images'], competition['train'], size=32, bs=4, n_folds=3, workers=0)))
+    return spec_dataloaders(spec, table), spec.label_cols
 
 
 def test_local_weights_are_loaded(competition, tmp_path):
@@ -62,7 +62,7 @@ def test_local_weights_are_loaded(competition, tmp_path):
     ref = timm.create_model('resnet18', pretrained=False)
     torch.save(ref.state_dict(), tmp_path / 'resnet18.pth')
     dls, cols = _dls(competition, tmp_path)
-    learn = make_learner(dls, 'resnet18', 'multi', cols, weights=tmp_path)
+    learn = make_learner(dls, 'resnet18', weights=tmp_path)
     assert torch.equal(learn.model[0].model.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
 
 
@@ -71,9 +71,9 @@ def test_missing_weights_fail_in_one_clear_error(competition, tmp_path, monkeypa
     monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)  # HF_HUB_OFFLINE=1, as in an internet-off kernel
     dls, cols = _dls(competition, tmp_path)
     with pytest.raises(WeightsError, match='cannot load pretrained weights for resnet18.*weights=FILE'):
-        make_learner(dls, 'resnet18', 'multi', cols, pretrained=True)
+        make_learner(dls, 'resnet18', pretrained=True)
     with pytest.raises(WeightsError, match='no weights for resnet18'):
-        make_learner(dls, 'resnet18', 'multi', cols, weights=tmp_path / 'nothing_here')
+        make_learner(dls, 'resnet18', weights=tmp_path / 'nothing_here')
 
 
 @pytest.mark.slow
