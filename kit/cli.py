@@ -149,9 +149,13 @@ def _report(problems, path, n) -> int:
 
 def validate_cmd(args) -> int:
     "Check a submission against the sample submission."
-    from kit.submit import read_submission, validate_submission
+    from kit.submit import image_shapes, read_submission, validate_submission
     sub = read_submission(args.submission, args.sample)
-    return _report(validate_submission(sub, args.sample, probabilities=not args.any_range, fmt=args.format), args.submission, len(sub))
+    shapes = None
+    if args.meta:
+        from kit.meta import read_meta
+        shapes = image_shapes(read_meta(args.meta))
+    return _report(validate_submission(sub, args.sample, probabilities=not args.any_range, fmt=args.format, shapes=shapes), args.submission, len(sub))
 
 def submit_cmd(args) -> int:
     "Check a submission, then send it to Kaggle."
@@ -243,6 +247,7 @@ def _add_validate(sub):
     p.add_argument('--any-range', action='store_true', help='values need not be probabilities')
     _lists(p.add_argument('--format', type=_format_arg, default='auto', help="the sample must fit this format's rules too: %(names)s or "
                                                                             'module:name (default auto: no rules)'), 'submit.list_formats')
+    p.add_argument('--meta', default=None, help='kit meta of the test images: boxes and masks are checked against their sizes')
     p.set_defaults(func=validate_cmd)
 
 def _add_submit(sub):

@@ -21,7 +21,7 @@ from .data import file_size, read_csv_file, split_long_ids
 # %% auto #0
 __all__ = ['SUBMISSION_FORMATS', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample', 'SubmissionFormat',
            'register_format', 'list_formats', 'get_format', 'format_problems', 'make_submission',
-           'max_submission_bytes', 'read_submission', 'validate_submission', 'write_submission']
+           'max_submission_bytes', 'read_submission', 'validate_submission', 'image_shapes', 'write_submission']
 
 # %% ../nbs/09_submit.ipynb #ab44c6fe
 def long_submission(preds, # a `key` column and one column per label
@@ -87,6 +87,7 @@ class SubmissionFormat:
     labels: tuple[str, ...] = ()  # the competition's labels, all required in the predictions and the sample (empty: any)
     long: bool = False  # the sample must be long: two columns, `<id>_<label>` and the value
     id_pattern: str = ''  # a regular expression every sample id must match in full (empty: any id)
+    cell_problems: Callable | None = None  # (text of a prediction cell, its image's (H, W) or None) -> problems: box strings, RLE
 
 SUBMISSION_FORMATS: dict[str, SubmissionFormat] = {}
 
@@ -130,6 +131,30 @@ for _f in (SubmissionFormat('auto', description='long or wide, read from the sam
                             labels=_ICH, long=True, id_pattern=rf"ID_[0-9a-f]+_({'|'.join(_ICH)})"),
            SubmissionFormat('rsna-cervical-spine', _meta_key('StudyInstanceUID'), 'max', '<study>_C1..C7|patient_overall, max over slices'),
            SubmissionFormat('rsna-breast', _meta_key('PatientID', 'ImageLaterality'), 'mean', '<patient>_<laterality>, mean over views')):
+    register_format(_f)
+
+def _boxes(fmt):
+    "The cell check of box format `fmt` (`kit.boxes`): one line per problem of a `PredictionString`."
+    def problems(text, shape=None):
+        from kit.boxes import prediction_string_problems
+        return prediction_string_problems(text, fmt, shape)
+    return problems
+
+def _rle(convention, default_shape=None):
+    "The cell check of run-length masks in `convention` (`kit.masks`), on `default_shape` when the image's is not known."
+    def problems(text, shape=None):
+        from kit.masks import rle_problems
+        return rle_problems(text, shape or default_shape, convention) if shape or default_shape else []
+    return problems
+
+for _f in (SubmissionFormat('vinbigdata', description="VinBigData: image_id,PredictionString 'class conf x0 y0 x1 y1 ...', 14 1 0 0 1 1 for no finding",
+                            cell_problems=_boxes('vinbigdata')),
+           SubmissionFormat('rsna-pneumonia', description="RSNA pneumonia: patientId,PredictionString 'conf x y width height ...'",
+                            cell_problems=_boxes('rsna-pneumonia')),
+           SubmissionFormat('siim-covid-image', description="SIIM COVID image level: <id>_image,'opacity conf x0 y0 x1 y1 ...' or 'none 1 0 0 1 1'",
+                            id_pattern=r'.+_image', cell_problems=_boxes('siim-covid-image')),
+           SubmissionFormat('siim-acr', description="SIIM-ACR pneumothorax: ImageId,EncodedPixels, SIIM's relative RLE on 1024 x 1024, -1 for none",
+                            cell_problems=_rle('relative', (1024, 1024)))):
     register_format(_f)
 
 # %% ../nbs/09_submit.ipynb #320f8f29
@@ -191,7 +216,8 @@ def read_submission(path, sample) -> pd.DataFrame:
 def validate_submission(sub, # the submission, csv path or DataFrame
                         sample, # the sample submission, csv path or DataFrame
                         probabilities=True, # values must be in [0, 1]
-                        fmt='auto' # the sample must fit this format's rules too
+                        fmt='auto', # the sample must fit this format's rules too
+                        shapes=None # {image id: (H, W)} of the test images (`image_shapes`), to check boxes and masks against them
                        ) -> list[str]:
     "The problems of submission `sub` against `sample` (DataFrames or csv paths) and the rules of format `fmt`, one line each; empty when valid."
     sub = read_submission(sub, sample) if isinstance(sub, (str, os.PathLike)) else sub
@@ -204,12 +230,26 @@ def validate_submission(sub, # the submission, csv path or DataFrame
     if missing := sorted(want - set(ids)): problems.append(f'{len(missing)} ids of the sample are missing, e.g. {missing[0]}')
     if extra := sorted(set(ids) - want): problems.append(f'{len(extra)} ids are not in the sample, e.g. {extra[0]}')
     for c in sample.columns[1:]:
-        if not pd.api.types.is_numeric_dtype(sample[c]): continue
+        if not pd.api.types.is_numeric_dtype(sample[c]) or get_format(fmt).cell_problems: continue  # '-1' reads as a number
         v = pd.to_numeric(sub[c], errors='coerce')
         if v.isna().any(): problems.append(f'column {c}: {v.isna().sum()} missing or non-numeric values')
         elif not np.isfinite(v).all(): problems.append(f'column {c}: {(~np.isfinite(v)).sum()} infinite values')
         elif probabilities and ((v < 0) | (v > 1)).any(): problems.append(f'column {c}: {((v < 0) | (v > 1)).sum()} values outside [0, 1]')
-    return problems
+    return problems + _cell_problems(get_format(fmt), sub, shapes)
+
+def _cell_problems(fmt, sub, shapes, k=10) -> list[str]:
+    "One line per prediction cell of `sub` that breaks `fmt` (box strings, RLE), the first `k`, then how many more."
+    if fmt.cell_problems is None: return []
+    ids, cells, found = sub.iloc[:, 0].astype(str), sub.iloc[:, 1], []
+    for i, text in zip(ids, cells):
+        shape = (shapes.get(i) or shapes.get(i.rsplit('_', 1)[0])) if shapes else None  # SIIM COVID's `<image>_image`
+        found += [f'{i}: {p}' for p in fmt.cell_problems(text, shape)]
+    return found[:k] + ([f'and {len(found) - k} more problems in column {sub.columns[1]}'] if len(found) > k else [])
+
+def image_shapes(meta) -> dict:
+    "{file stem: (Rows, Columns)} of a header table (`kit meta` of the test images): what `validate_submission` checks boxes and masks against."
+    meta = meta[meta.Rows.notna() & meta.Columns.notna()] if 'error' in meta else meta
+    return {Path(f).stem: (int(r), int(c)) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns)}
 
 # %% ../nbs/09_submit.ipynb #a18b8b49
 def _write_csv(df, path) -> pd.DataFrame:

@@ -120,3 +120,32 @@ def test_rsna_ich_on_the_command_line(tmp_path):
     assert kit(tmp_path / 'sub.csv', tmp_path / 'sample.csv').returncode == 0
     r = kit(tmp_path / 'wide.csv', tmp_path / 'wide.csv')
     assert r.returncode == 1 and r.stderr.strip() == f"{tmp_path / 'wide.csv'}: format rsna-ich needs a long sample (<id>_<label>, value): this one has 7 columns, ID, epidural, intraparenchymal, intraventricular, ..."
+
+
+def test_validate_catches_malformed_boxes_and_masks(tmp_path):
+    "`kit validate --format vinbigdata|siim-acr --meta`: each broken box string or mask is a line naming the image, exit 1; the sample itself passes."
+    from kitcli import kit, ok
+    det, seg = tmp_path / 'det', tmp_path / 'seg'
+    ok(kit('-q', 'synth', det, '--task', 'detect', '--patients', 16))
+    ok(kit('-q', 'synth', seg, '--task', 'segment', '--patients', 16, '--size', 64))
+    ok(kit('-q', 'meta', det / 'test', '-o', tmp_path / 'det_meta.parquet'))
+    ok(kit('-q', 'meta', seg / 'dicom-images-test', '-o', tmp_path / 'seg_meta.parquet'))
+    sample = pd.read_csv(det / 'sample_submission.csv')
+    ok(kit('validate', det / 'sample_submission.csv', '--sample', det / 'sample_submission.csv', '--format', 'vinbigdata', '--meta', tmp_path / 'det_meta.parquet'))
+    bad = sample.assign(PredictionString=['3 0.9 10 20', '3 0.9 10 20 5000 60', '3 nan 10 20 30 40'][:len(sample)] + list(sample.PredictionString[3:]))
+    bad.to_csv(tmp_path / 'boxes.csv', index=False)
+    r = kit('validate', tmp_path / 'boxes.csv', '--sample', det / 'sample_submission.csv', '--format', 'vinbigdata', '--meta', tmp_path / 'det_meta.parquet')
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 3 and 'Traceback' not in r.stderr, r.stderr
+    assert all(l.startswith(f'{tmp_path / "boxes.csv"}: {i}: ') for l, i in zip(lines, sample.image_id)), lines
+    assert 'outside the' in lines[1] and 'image' in lines[1], lines
+    sample = pd.read_csv(seg / 'sample_submission.csv')
+    shape = pd.read_parquet(tmp_path / 'seg_meta.parquet')[['Rows', 'Columns']].iloc[0].tolist()
+    bad = sample.assign(EncodedPixels=['5 10 5000 3', '5 x', '-1'] + list(sample.EncodedPixels[3:]))
+    bad.to_csv(tmp_path / 'masks.csv', index=False)
+    r = kit('validate', tmp_path / 'masks.csv', '--sample', seg / 'sample_submission.csv', '--format', 'siim-acr', '--meta', tmp_path / 'seg_meta.parquet')
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 2 and f'past the {shape[0]}x{shape[1]} image' in lines[0], r.stderr
+    bad.iloc[1:].to_csv(tmp_path / 'missing.csv', index=False)  # an image left out
+    r = kit('validate', tmp_path / 'missing.csv', '--sample', seg / 'sample_submission.csv', '--format', 'siim-acr')
+    assert r.returncode == 1 and 'ids of the sample are missing' in r.stderr, r.stderr
