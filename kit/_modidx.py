@@ -413,6 +413,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'kit.parallel.refuse_inside': ('parallel.html#refuse_inside', 'kit/parallel.py')},
             'kit.pipeline': { 'kit.pipeline._cache_inputs': ('pipeline.html#_cache_inputs', 'kit/pipeline.py'),
                               'kit.pipeline._usable_cache': ('pipeline.html#_usable_cache', 'kit/pipeline.py'),
+                              'kit.pipeline._without_warnings': ('pipeline.html#_without_warnings', 'kit/pipeline.py'),
                               'kit.pipeline.cache_problem': ('pipeline.html#cache_problem', 'kit/pipeline.py'),
                               'kit.pipeline.resolve_spec': ('pipeline.html#resolve_spec', 'kit/pipeline.py'),
                               'kit.pipeline.spec_block': ('pipeline.html#spec_block', 'kit/pipeline.py'),

@@ -83,7 +83,7 @@ def _side_or_shape_arg(s) -> int | tuple[int, int]:
 def meta_cmd(args) -> int:
     "Write the header DataFrame of `args.src` to `args.out`."
     from kit.meta import write_dicom_meta
-    write_dicom_meta(args.src, args.out, args.pixel_stats, args.workers, args.window, progress=not args.quiet)
+    write_dicom_meta(args.src, args.out, pixel_stats=args.pixel_stats, workers=args.workers, window=args.window, progress=not args.quiet)
     return 0
 
 def _add_meta(sub):
@@ -102,7 +102,7 @@ def _add_meta(sub):
 def preprocess_cmd(args) -> int:
     "Cache windowed images of the DICOMs under `args.src` in `args.out`."
     from kit.cache import preprocess
-    manifest = preprocess(args.src, args.out, args.windows, args.size, args.crop, args.format, args.workers,
+    manifest = preprocess(args.src, args.out, windows=args.windows, size=args.size, crop=args.crop, fmt=args.format, workers=args.workers,
                           progress=not args.quiet, rebuild=args.rebuild)
     return 0 if len(manifest) else 1
 
@@ -274,7 +274,7 @@ def kernel_cmd(args) -> int:
     "Write an inference kernel folder, or push one."
     from kit.kaggle_tools import kernel_folder, push_kernel
     if args.action == 'push': log.info('%s', push_kernel(args.folder)); return 0
-    kernel_folder(args.folder, args.user, args.competition, args.wheels, args.models, fmt=args.format, gpu=not args.cpu)
+    kernel_folder(args.folder, args.user, args.competition, wheels=args.wheels, models=args.models, fmt=args.format, gpu=not args.cpu)
     log.info('kernel -> %s (push it with: kit kernel push %s)', args.folder, args.folder)
     return 0
 
@@ -318,7 +318,7 @@ def eda_cmd(args) -> int:
     "Write the EDA report of a header DataFrame."
     from kit.eda import eda_report
     pairs = [tuple(p.split(':')) for p in args.pairs]
-    page = eda_report(args.meta, args.out, args.labels, args.test_meta, pairs, args.match, workers=args.workers)
+    page = eda_report(args.meta, args.out, labels=args.labels, test_meta=args.test_meta, pairs=pairs, match=args.match, workers=args.workers)
     log.info('open %s', page)
     return 0
 
@@ -332,7 +332,7 @@ def explain_cmd(args) -> int:
 def anonymize_cmd(args) -> int:
     "De-identify a folder of DICOMs into another (salt from --salt, else $KIT_ANONYMIZE_SALT)."
     from kit.anonymize import anonymize
-    report = anonymize(args.src, args.out, args.salt, args.keep, args.workers, not args.quiet)
+    report = anonymize(args.src, args.out, salt=args.salt, keep=args.keep, workers=args.workers, progress=not args.quiet)
     for src, err in report[report.error.notna()][['source', 'error']].head(10).itertuples(index=False): log.warning('%s: %s', src, err)
     return 1 if report.error.notna().any() else 0
 

@@ -104,6 +104,14 @@ def spec_dataloaders(spec, # a resolved `RunSpec` with its task and label column
     return dls
 
 # %% ../nbs/06f_pipeline.ipynb #5a20a983
+@contextmanager
+def _without_warnings(name):
+    "Drop the warnings of logger `name` while the block runs: prediction reports unreadable files itself, in one line."
+    logger, keep = logging.getLogger(name), lambda record: record.levelno != logging.WARNING
+    logger.addFilter(keep)
+    try: yield
+    finally: logger.removeFilter(keep)
+
 def _usable_cache(cache, made, data) -> bool:
     "Whether the given `cache` holds images made with `made`; when it does not, a line says so, or an error when `data` is None."
     if cache is None: return False
@@ -139,7 +147,8 @@ def test_inputs(spec, # the run's `RunSpec` (`read_config`)
         if not _usable_cache(cache, spec.cache_settings, data):
             made = spec.cache_settings
             cache = Path(workdir) / hashlib.md5(json.dumps(asdict(made), sort_keys=True).encode()).hexdigest()
-            preprocess(data, cache, made.windows or None, made.size, made.crop, made.format, workers=workers, progress=False)
+            with _without_warnings('kit.cache'):
+                preprocess(data, cache, made.windows or None, made.size, made.crop, made.format, workers=workers, progress=False)
         return _cache_inputs(cache, files, spec.context)
     if data is None: raise ValueError('the run was trained on DICOMs and reads them to predict: give the test DICOM folder')
     if not spec.context: return [str(f) for f in files], {}

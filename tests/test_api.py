@@ -59,7 +59,7 @@ API = {
     'submit': '''
     SUBMISSION_FORMATS long_submission wide_submission aggregate is_long_sample SubmissionFormat register_format
     list_formats get_format format_problems make_submission max_submission_bytes read_submission validate_submission
-    write_submission''',
+    image_shapes write_submission''',
     'kaggle_tools': '''
     KAGGLE_IMAGE REPLACEABLE PLATFORMS MIN_PIP KaggleError is_kaggle_kernel competition_paths submit_to_kaggle
     ImageFreeze read_freeze check_pip resolve_for_image project_root kaggle_image build_wheels check_install run_kit

@@ -103,8 +103,9 @@ def known_run(trained):
     "The trained run with its model replaced by `BleedModel`: a model whose answer is known, so the map's place can be asserted anywhere."
     from kit.infer import load_run
     learn, _ = load_run(trained / 'run', cpu=True)
-    norm = next(t for t in learn.dls.after_batch.fs if type(t).__name__ == 'Normalize')
-    learn.model = BleedModel(norm.mean.cpu(), norm.std.cpu(), len(learn.dls.vocab))
+    norm = next((t for t in learn.dls.after_batch.fs if type(t).__name__ == 'Normalize'), None)  # fastai normalises pretrained models only
+    mean, std = (norm.mean.cpu(), norm.std.cpu()) if norm is not None else (torch.zeros(3), torch.ones(3))
+    learn.model = BleedModel(mean, std, len(learn.dls.vocab))
     out = trained / 'known_run'
     out.mkdir(exist_ok=True)
     shutil.copy(trained / 'run' / 'config.yaml', out / 'config.yaml')
