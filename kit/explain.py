@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -140,14 +141,15 @@ def explain(run, # run folder (`kit train`)
     if target not in cols: raise ValueError(f'{target!r} is not an output of {run} ({", ".join(map(str, cols))})')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
     if not files: raise FileNotFoundError(f'{data}: no DICOM files')
-    probs, bad, items = run_predictions(learn, config, files, data, cache, bs=bs, workers=0)  # unreadable files are left out
-    if not len(probs): raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
-    ids = probs.index.tolist()
-    truth = read_labels(labels).set_index('image').reindex(ids) if labels is not None else None
-    chosen = _pick(probs[target], None if truth is None else _is_positive(truth, target, config), images, n,
-                   pick or ('loss' if truth is not None else 'top'))
-    if not chosen: raise ValueError(f'none of the images asked for is under {data}' if images else 'no image to explain with this pick')
-    x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.context)
+    with tempfile.TemporaryDirectory() as workdir:  # a cache made now lives here until the chosen images are loaded
+        probs, bad, items = run_predictions(learn, config, files, data, cache, workdir, bs=bs, workers=0)  # unreadable files are left out
+        if not len(probs): raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
+        ids = probs.index.tolist()
+        truth = read_labels(labels).set_index('image').reindex(ids) if labels is not None else None
+        chosen = _pick(probs[target], None if truth is None else _is_positive(truth, target, config), images, n,
+                       pick or ('loss' if truth is not None else 'top'))
+        if not chosen: raise ValueError(f'none of the images asked for is under {data}' if images else 'no image to explain with this pick')
+        x, shown = _batch(learn, [items[ids.index(i)] for i in chosen], config.context)
     maps, how = _maps(learn, x, cols.index(target), method or ('gradcam' if layer else 'occlusion'), layer)
     truths = _truth_text(truth.loc[chosen], config).tolist() if truth is not None else None
     return dict(ids=chosen, target=target, probs=probs.loc[chosen, target].to_numpy(), truths=truths, images=shown, cams=maps, method=how)

@@ -98,8 +98,8 @@ def run_predictions(learn, # a run's learner (`load_run`)
                     config, # its spec (`read_config`)
                     files, # the test DICOM files
                     data, # their folder (None: the images of `cache`)
-                    cache=None, # a `kit preprocess` cache of them, used when made with the run's settings
-                    workdir=None, # where a cache made now goes (None: a temporary folder)
+                    cache, # a `kit preprocess` cache of them, used when made with the run's settings (None: none)
+                    workdir, # where a cache made now goes: the inputs may lie there, so it must outlive their use
                     bs=64, # batch size
                     workers=None, # loading processes (None: all cores)
                     tta=False, # test-time augmentation (fastai's `tta`)
@@ -107,8 +107,7 @@ def run_predictions(learn, # a run's learner (`load_run`)
                    ) -> tuple[pd.DataFrame, dict, list]:
     "One run's predictions of the readable test `files` (indexed by image id), the unreadable files with their causes, and the model inputs of the readable ones."
     cols = get_task(config.task).outputs(config.label_cols, getattr(learn.dls, 'vocab', None))
-    with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as workdir:
-        items, bad = test_inputs(config, files, data, cache, workdir, workers)
+    items, bad = test_inputs(config, files, data, cache, workdir, workers)
     readable, preds = [f for f in files if f not in bad], np.zeros((0, len(cols)), np.float32)
     if items:
         with tolerant(learn), (nullcontext() if progress else learn.no_bar()):

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 
 # %% auto #0
@@ -57,6 +58,7 @@ class RunSpec:
         if self.context < 0: raise ValueError(f'context must be 0 or more slices, not {self.context}')
 
 # %% ../nbs/06e_spec.ipynb #7fcde5da
+@lru_cache(maxsize=None)
 def spec_help() -> dict:
     "The comment of each `RunSpec` field (its line in the source), by field name: the help of `kit train`'s options."
     import inspect, re

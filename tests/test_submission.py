@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fastai.torch_core import trainable_params
 from scipy.ndimage import binary_dilation
 from skimage.transform import resize
 
@@ -89,13 +90,13 @@ class BleedModel(torch.nn.Module):
     def __init__(self, mean, std, n_out):
         super().__init__()
         self.register_buffer('mean', mean.reshape(1, -1, 1, 1).float()); self.register_buffer('std', std.reshape(1, -1, 1, 1).float())
-        self.n_out = n_out
+        self.n_out, self.gain = n_out, torch.nn.Parameter(torch.ones(()))  # a parameter, for the optimizer `export` makes
     def forward(self, x):
         x = x * self.std + self.mean  # the windows in [0, 1], before fastai's Normalize
         brain, bone = x[:, 0:1], x[:, 2:3]  # brain and bone windows
         near_bone = torch.nn.functional.max_pool2d((bone > 0.4).float(), 3, 1, 1)  # the skull's edge, where partial volume mimics blood
         blood = ((brain > 0.65) & (brain < 0.99)).float() * (1 - near_bone)
-        return (blood.sum((1, 2, 3)) - 4.).unsqueeze(1).repeat(1, self.n_out)
+        return (self.gain * (blood.sum((1, 2, 3)) - 4.)).unsqueeze(1).repeat(1, self.n_out)
 
 
 @pytest.fixture(scope='module')
@@ -106,6 +107,7 @@ def known_run(trained):
     norm = next((t for t in learn.dls.after_batch.fs if type(t).__name__ == 'Normalize'), None)  # fastai normalises pretrained models only
     mean, std = (norm.mean.cpu(), norm.std.cpu()) if norm is not None else (torch.zeros(3), torch.ones(3))
     learn.model = BleedModel(mean, std, len(learn.dls.vocab))
+    learn.splitter = trainable_params  # no body and head to split
     out = trained / 'known_run'
     out.mkdir(exist_ok=True)
     shutil.copy(trained / 'run' / 'config.yaml', out / 'config.yaml')
