@@ -298,8 +298,8 @@ def _decode(ds, path, frame=None) -> np.ndarray:
 _log = logging.getLogger(__name__)
 
 def decode_reduction(ds, size) -> int:
-    "How many times the image of `ds` can be halved with its longest side staying at least twice `size` (0 without a size)."
-    longest, halvings = max(int(ds.Rows), int(ds.Columns)), 0
+    "How many times the image of `ds` (a dataset, or its `(rows, columns)`) can be halved with its longest side staying at least twice `size` (0 without a size)."
+    longest, halvings = max(int(v) for v in ((ds.Rows, ds.Columns) if hasattr(ds, 'Rows') else ds)), 0
     while size and (longest >> (halvings + 1)) >= 2 * size: halvings += 1
     return halvings
 

@@ -19,7 +19,8 @@ from .dicom import get_dicom_files
 from .infer import load_run, run_predictions
 
 # %% auto #0
-__all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid', 'write_saliency']
+__all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid', 'mask_overlays', 'mask_grid',
+           'write_saliency']
 
 # %% ../nbs/13_explain.ipynb #ae1a9a4b
 log = logging.getLogger(__name__)
@@ -177,6 +178,62 @@ def cam_grid(res, # what `explain` returns
     fig.suptitle(f"{res.get('method', 'saliency')} for {res['target']!r}", fontsize=10)
     return fig
 
+# %% ../nbs/13_explain.ipynb #def288a4
+def mask_overlays(run, # a mask run folder (`kit train` on run-length labels)
+                  data, # folder of DICOMs
+                  cache=None, # cache of these DICOMs made with the run's settings (None: made now)
+                  labels=None, # their run-length csv: show the truth, pick the lowest Dice
+                  images=None, # image ids (file stems) to show
+                  n=8, # images to show
+                  bs=32, # batch size of the predictions
+                  **_ # saliency settings, which masks do not use
+                 ) -> dict:
+    "Mask run `run` on the DICOMs under `data`: ids, the images the model saw, predicted and true masks in its geometry, Dice per image."
+    from kit.meta import dicom_meta
+    from kit.tasks.segment import MaskTarget, read_mask_table, read_masks_file
+    learn, config = load_run(run, cpu=True)
+    files = get_dicom_files(data)
+    if not files: raise FileNotFoundError(f'{data}: no DICOM files')
+    t = read_masks_file(run)['triplet']
+    with tempfile.TemporaryDirectory() as workdir:
+        maps, bad, items = run_predictions(learn, config, files, data, cache, workdir, bs=bs, workers=0)
+        if not len(maps): raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
+        ids, probs = maps.index.tolist(), np.stack(maps['mask'].to_list()).astype(np.float32)
+        preds = (probs > t.pixel) & ((probs > t.top_score).sum((1, 2)) >= t.min_area)[:, None, None]
+        truths = None
+        if labels is not None:
+            meta = dicom_meta(files, progress=False)
+            table = read_mask_table(labels, meta).merge(meta.assign(image=meta.fname.map(lambda f: Path(f).stem)), on='image').set_index('image')
+            target = MaskTarget(config)
+            truths = np.stack([target(table.loc[i]).astype(bool) if i in table.index else np.zeros(preds.shape[1:], bool) for i in ids])
+        inter, total = ((preds & truths).sum((1, 2)), (preds.sum((1, 2)) + truths.sum((1, 2)))) if truths is not None else (None, None)
+        dice = np.where(total == 0, 1., 2 * inter / np.maximum(total, 1)) if truths is not None else np.full(len(ids), np.nan)
+        order = [ids.index(i) for i in images if i in ids] if images else np.argsort(dice if truths is not None else -preds.sum((1, 2)), kind='stable')[:n]
+        if not len(order): raise ValueError(f'none of the images asked for is under {data}')
+        _, shown = _batch(learn, [items[k] for k in order], config.context)
+    return dict(ids=[ids[k] for k in order], images=shown, preds=preds[order], truths=None if truths is None else truths[order], dice=dice[order])
+
+def mask_grid(res, # what `mask_overlays` returns
+              ncols=4 # images per row
+             ):
+    "A figure of the images with the predicted masks' outlines in red and the true ones' in green, each titled with its id and Dice."
+    from matplotlib.figure import Figure
+    n = len(res['ids'])
+    ncols = min(ncols, n)
+    fig = Figure(figsize=(3 * ncols, 3.3 * -(-n // ncols) + 0.4), layout='constrained')
+    for k, ax in enumerate(fig.subplots(-(-n // ncols), ncols, squeeze=False).ravel()):
+        ax.axis('off')
+        if k >= n: continue
+        img = res['images'][k]
+        ax.imshow(img if img.shape[-1] == 3 else img[..., 0], cmap='gray')
+        for masks, colour in ((res['truths'], 'lime'), (res['preds'], 'red')):
+            if masks is not None and masks[k].any(): ax.contour(masks[k], levels=[0.5], colors=colour, linewidths=1)
+        dice = f"\nDice {res['dice'][k]:.2f}" if np.isfinite(res['dice'][k]) else ''
+        name = res['ids'][k] if len(res['ids'][k]) <= 24 else '...' + res['ids'][k][-20:]  # long UIDs end in what tells them apart
+        ax.set_title(f'{name}{dice}', fontsize=8)
+    fig.suptitle('predicted masks (red)' + (' and true ones (green)' if res['truths'] is not None else ''), fontsize=10)
+    return fig
+
 # %% ../nbs/13_explain.ipynb #54df34c6
 def write_saliency(run, # run folder (`kit train`)
                    data, # folder of DICOMs (None: the images of `cache`)
@@ -185,9 +242,12 @@ def write_saliency(run, # run folder (`kit train`)
                    dpi=100, # resolution of the PNG
                    **kwargs # to `explain`: target, images, labels, n, layer, method, pick
                   ) -> dict:
-    "The saliency maps of `explain`, drawn by `cam_grid` into the PNG `out`; returns what `explain` found."
-    res = explain(run, data, cache, **kwargs)
+    "The saliency maps of `explain`, drawn by `cam_grid` into the PNG `out` (a mask run's masks, `mask_overlays` and `mask_grid`); returns what was drawn."
+    from kit.infer import read_config
+    masks = read_config(run).task == 'segment'
+    res = mask_overlays(run, data, cache, **kwargs) if masks else explain(run, data, cache, **kwargs)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    cam_grid(res).savefig(out, dpi=dpi)
-    log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], out)
+    (mask_grid if masks else cam_grid)(res).savefig(out, dpi=dpi)
+    if masks: log.info('masks of %d images -> %s', len(res['ids']), out)
+    else: log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], out)
     return res

@@ -106,18 +106,20 @@ def run_predictions(learn, # a run's learner (`load_run`)
                     progress=False
                    ) -> tuple[pd.DataFrame, dict, list]:
     "One run's predictions of the readable test `files` (indexed by image id), the unreadable files with their causes, and the model inputs of the readable ones."
-    cols = get_task(config.task).outputs(config.label_cols, getattr(learn.dls, 'vocab', None))
+    task = get_task(config.task)
+    cols = task.outputs(config.label_cols, getattr(learn.dls, 'vocab', None))
     items, bad = test_inputs(config, files, data, cache, workdir, workers)
     readable, preds = [f for f in files if f not in bad], np.zeros((0, len(cols)), np.float32)
     if items:
         with tolerant(learn), (nullcontext() if progress else learn.no_bar()):
-            dl = learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers))
-            preds = (learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]).float().numpy()
-        failed = np.isnan(preds).any(1)
+            preds = task.raw_predictions(learn, learn.dls.test_dl(items, bs=bs, num_workers=n_workers(workers)), tta)
+        failed = np.isnan(preds.reshape(len(preds), -1)).any(1)
         bad.update({readable[i]: unreadable_cause(learn, items[i]) for i in np.flatnonzero(failed)})
         readable, items, preds = [f for f, x in zip(readable, failed) if not x], [i for i, x in zip(items, failed) if not x], preds[~failed]
     bad = {f: bad[f] for f in files if f in bad}  # in file order
-    return pd.DataFrame(preds, columns=cols, index=pd.Index([Path(f).stem for f in readable], name='image')), bad, items
+    index = pd.Index([Path(f).stem for f in readable], name='image')
+    if preds.ndim > 2: return pd.DataFrame({cols[0]: list(preds)}, index=index), bad, items  # a map per image (masks)
+    return pd.DataFrame(preds, columns=cols, index=index), bad, items
 
 def _run_preds(run, files, data, cache, tta, bs, workers, workdir, strict, progress) -> tuple[pd.DataFrame, dict, partial]:
     "One run's predictions of the readable `files`, the unreadable ones with their causes, and its label mean (a function)."
@@ -131,11 +133,11 @@ def _unreadable_error(bad, n) -> DicomError:
     f, cause = next(iter(bad.items()))
     return DicomError(f, f'{cause} (the first of {len(bad)} unreadable test images out of {n}; without strict, they get the training label mean)')
 
-def _bad_summary(bad, n, data, k=3) -> str:
+def _bad_summary(bad, n, data, k=3, stand_in='the training label mean') -> str:
     "One line: how many of the `n` test images cannot be read, the first `k` of them with their causes."
     name = lambda f: path_text(Path(f).relative_to(data)) if data is not None and Path(data).is_dir() else path_text(f)
     shown = '; '.join(f'{name(f)}: {c}' for f, c in list(bad.items())[:k]) + (f'; and {len(bad) - k} more' if len(bad) > k else '')
-    return f'{len(bad)} of {n} test images cannot be read and get the training label mean instead of a prediction: {shown}'
+    return f'{len(bad)} of {n} test images cannot be read and get {stand_in} instead of a prediction: {shown}'
 
 # %% ../nbs/08_infer.ipynb #9d59d084
 def _mean_preds(runs, outs, files) -> tuple[pd.DataFrame, dict]:
@@ -158,12 +160,21 @@ def predict(runs, # one run folder or several (their predictions are averaged)
             bs=64, # batch size
             workers=None, # loading processes (None: all cores)
             strict=False, # stop at the first unreadable test image (else it gets the training label mean)
-            progress=True) -> pd.DataFrame:
+            progress=True,
+            **cells # to the task's `predict_cells` when its predictions are submission cells: `convention` of masks
+           ) -> pd.DataFrame:
     "Mean predictions of `runs` (run folders) on the DICOMs under `data` (or the images of `cache`): `image`, a column per output; unreadable images get the label mean."
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
     if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
     if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
+    specs = [read_config(r) for r in runs]
+    if (task := get_task(specs[0].task)).cells:
+        with tempfile.TemporaryDirectory() as workdir:
+            outs = (out[:2] for out in (_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, progress) for r in runs))  # a run at a time
+            preds, bad = task.predict_cells(outs, runs, specs, files, data, workers=workers, **cells)
+        if bad: log.warning('%s', _bad_summary(bad, len(files), data, stand_in=task.stand_in))
+        return preds
     with tempfile.TemporaryDirectory() as workdir:  # caches made now, one per set of settings, shared by the runs
         outs = [_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, progress) for r in runs]
     preds, bad = _mean_preds(runs, outs, files)

@@ -21,9 +21,9 @@ from .data import CsvError, read_csv_file
 from .window import crop_bbox, image_shape, pad_aspect, resize_to
 
 # %% auto #0
-__all__ = ['CONVENTIONS', 'rle_encode', 'rle_problems', 'rle_decode', 'guess_convention', 'MaskLabels', 'read_mask_labels',
-           'MaskFrame', 'mask_frame', 'mask_to_model', 'mask_to_original', 'siim_dice', 'Triplet', 'apply_triplet',
-           'triplet_scores', 'search_triplet']
+__all__ = ['CONVENTIONS', 'RLE_COLUMNS', 'rle_encode', 'rle_problems', 'rle_decode', 'guess_convention', 'MaskLabels',
+           'read_mask_labels', 'MaskFrame', 'mask_frame', 'mask_to_model', 'mask_to_original', 'siim_dice', 'Triplet',
+           'apply_triplet', 'triplet_scores', 'search_triplet']
 
 # %% ../nbs/06d_masks.ipynb #795bbb3a
 CONVENTIONS = ('absolute', 'relative')  # Kaggle's usual 1-based starts; SIIM-ACR's 0-based gaps from the previous run
@@ -146,7 +146,7 @@ def guess_convention(rles, # run-length strings ('-1' and blanks are skipped)
 
 # %% ../nbs/06d_masks.ipynb #56a940d9
 _ID_COLS = ('imageid', 'image_id', 'id', 'image')  # id column names, matched without spaces or case
-_RLE_COLS = ('encodedpixels', 'encoded_pixels', 'rle')
+RLE_COLUMNS = ('encodedpixels', 'encoded_pixels', 'rle')  # names of a run-length column, matched stripped and lower-cased
 
 class MaskLabels(Mapping):
     "Image id -> bool `(H, W)` mask, decoded from the image's RLE strings on each access and merged by OR; it keeps only the strings."
@@ -185,7 +185,7 @@ def read_mask_labels(src, # a csv path, or its DataFrame
     name = 'the mask labels' if frame else str(src)
     df = src if frame else read_csv_file(src, dtype=str, keep_default_na=False)
     id_col = _find_column(df, _ID_COLS, name, 'image id')
-    rle_col = _find_column(df, _RLE_COLS, name, 'RLE')
+    rle_col = _find_column(df, RLE_COLUMNS, name, 'RLE')
     rles, shapes, rows = {}, {}, []
     for i, (image, rle) in enumerate(zip(df[id_col].tolist(), df[rle_col].tolist())):
         where = f'row {df.index[i]!r}' if frame else f'line {i + 2}'

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from .cache import cache_meta, cached_paths, check_positions, match_sources, preprocess, read_cache_settings, read_manifest
-from .data import label_table, patient_folds, read_labels, slice_context
+from .data import label_table, patient_folds, read_csv_file, read_labels, slice_context
 from .dicom import path_text
 from .meta import dicom_meta
 from .parallel import n_workers
 from .spec import RunSpec
-from .tasks import get_task, infer_task
+from .tasks import get_task, infer_task, reading_task
 from .window import DEFAULT_WINDOWS, parse_windows
 
 # %% auto #0
@@ -66,9 +66,11 @@ def training_table(spec, # a `RunSpec` with `labels`, and `data` or `cache`
     if spec.data is None and spec.cache is None: raise ValueError('nothing to train on: give the DICOM folder, a kit preprocess cache, or both')
     meta = dicom_meta(spec.data, workers=workers, progress=False) if spec.data is not None else cache_meta(spec.cache, positions=spec.context > 0)
     if spec.context: meta = meta.assign(context=slice_context(meta, spec.context))
-    table = label_table(meta, spec.labels, spec.match)
-    label_cols = list(spec.label_cols) or [c for c in read_labels(spec.labels).columns if c != 'image']
-    task = get_task(spec.task or infer_task(table, label_cols))
+    task = get_task(spec.task) if spec.task else reading_task(read_csv_file(spec.labels, nrows=0).columns)
+    labels = task.read_labels(spec.labels, meta, spec.match) if task else read_labels(spec.labels)
+    table = label_table(meta, labels, spec.match)
+    label_cols = list(spec.label_cols) or [c for c in labels.columns if c != 'image' and not c.startswith('_')]
+    task = task or get_task(infer_task(table, label_cols))
     table['fold'] = patient_folds(table, spec.n_folds, stratify=task.stratify(label_cols), seed=spec.seed)
     return table, replace(spec, label_cols=label_cols, task=task.name)
 
@@ -97,7 +99,8 @@ def spec_dataloaders(spec, # a resolved `RunSpec` with its task and label column
     from fastai.data.transforms import ColReader, IndexSplitter
     task = get_task(spec.task)
     df = table.assign(_x=spec_inputs(spec, table))
-    dblock = DataBlock(blocks=(spec_block(spec), task.y_block(spec.label_cols)), get_x=ColReader('_x'), get_y=task.get_y(spec.label_cols),
+    y_block, get_y = task.blocks(spec)
+    dblock = DataBlock(blocks=(spec_block(spec), y_block), get_x=ColReader('_x'), get_y=get_y,
                        splitter=IndexSplitter(np.flatnonzero(df.fold.values == spec.fold)), batch_tfms=task.batch_tfms(spec))
     dls = dblock.dataloaders(df, bs=spec.bs, num_workers=n_workers(spec.workers))
     dls.train.rng = random.Random(spec.seed)  # fastai seeds the shuffle from the global `random`

@@ -88,6 +88,7 @@ class SubmissionFormat:
     long: bool = False  # the sample must be long: two columns, `<id>_<label>` and the value
     id_pattern: str = ''  # a regular expression every sample id must match in full (empty: any id)
     cell_problems: Callable | None = None  # (text of a prediction cell, its image's (H, W) or None) -> problems: box strings, RLE
+    mask_convention: str = ''  # the run-length convention of its masks ('absolute' or 'relative'; empty: no masks)
 
 SUBMISSION_FORMATS: dict[str, SubmissionFormat] = {}
 
@@ -154,7 +155,9 @@ for _f in (SubmissionFormat('vinbigdata', description="VinBigData: image_id,Pred
            SubmissionFormat('siim-covid-image', description="SIIM COVID image level: <id>_image,'opacity conf x0 y0 x1 y1 ...' or 'none 1 0 0 1 1'",
                             id_pattern=r'.+_image', cell_problems=_boxes('siim-covid-image')),
            SubmissionFormat('siim-acr', description="SIIM-ACR pneumothorax: ImageId,EncodedPixels, SIIM's relative RLE on 1024 x 1024, -1 for none",
-                            cell_problems=_rle('relative', (1024, 1024)))):
+                            cell_problems=_rle('relative', (1024, 1024)), mask_convention='relative'),
+           SubmissionFormat('rle', description="masks as Kaggle's usual run-length strings: 1-based column-major starts and lengths, -1 for none",
+                            cell_problems=_rle('absolute'), mask_convention='absolute')):
     register_format(_f)
 
 # %% ../nbs/09_submit.ipynb #320f8f29
@@ -258,6 +261,18 @@ def _write_csv(df, path) -> pd.DataFrame:
     df.to_csv(path, index=False)
     return df
 
+def _cells_format(runs, fmt) -> tuple[SubmissionFormat, dict]:
+    "The format of runs whose predictions are cells (masks): `fmt`, or with 'auto' the run's own; and what their prediction needs of it."
+    from kit.infer import read_config
+    from kit.tasks import get_task
+    first = runs if isinstance(runs, (str, os.PathLike)) else list(runs)[0]
+    if not (task := get_task(read_config(first).task)).cells: return fmt, {}
+    if fmt.name == 'auto': fmt = get_format(task.default_format(first))
+    if not fmt.mask_convention:
+        masks = ', '.join(n for n in list_formats() if SUBMISSION_FORMATS[n].mask_convention)
+        raise ValueError(f'{first} predicts masks and format {fmt.name} has none: use {masks}')
+    return fmt, dict(convention=fmt.mask_convention)
+
 def write_submission(runs, # run folders of `kit train` (their predictions are averaged)
                      data, # folder of the test DICOMs (None: the images of `cache`)
                      sample, # the competition's sample submission (csv path or DataFrame)
@@ -277,11 +292,14 @@ def write_submission(runs, # run folders of `kit train` (their predictions are a
     from kit.infer import predict
     from kit.meta import dicom_meta, read_meta
     fmt, sample = get_format(fmt), read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
+    fmt, cells = _cells_format(runs, fmt)
     if problems := format_problems(fmt, sample): raise ValueError('; '.join(problems))
-    preds = predict(runs, data, cache, tta, bs, workers, strict, progress)
+    preds = predict(runs, data, cache, tta, bs, workers, strict, progress, **cells)
+    if cells: preds.columns = ['image', *sample.columns[1:]]  # a cell per image: the sample's one prediction column
     if predictions is not None: _write_csv(preds, predictions)
     if isinstance(meta, (str, os.PathLike)): meta = read_meta(meta)
     if meta is None and fmt.key is not None:
         meta = dicom_meta(data, workers=workers, progress=False) if data is not None else cache_meta(cache)
+    if meta is None and fmt.cell_problems and data is not None: meta = dicom_meta(data, workers=workers, progress=False)  # image sizes
     sub = _write_csv(make_submission(preds, sample, fmt, meta), out)
-    return sub, validate_submission(sub, sample)
+    return sub, validate_submission(sub, sample, fmt=fmt, shapes=image_shapes(meta) if fmt.cell_problems and meta is not None else None)

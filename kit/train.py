@@ -72,15 +72,6 @@ def _precision(learn, precision):
     if precision == 'bf16': return learn.to_bf16()
     return learn
 
-def _oof(learn, table, spec) -> pd.DataFrame:
-    "The predictions of the validation images, keyed by image id."
-    preds, _ = learn.get_preds(dl=learn.dls.valid)
-    valid_fold, label_cols = spec.fold, list(spec.label_cols)
-    valid = table[table.fold == valid_fold]
-    cols = get_task(spec.task).outputs(label_cols, getattr(learn.dls, 'vocab', None))
-    return pd.concat([valid[['image']].reset_index(drop=True), pd.DataFrame(preds.numpy(), columns=[f'pred_{c}' for c in cols]),
-                      valid[label_cols].reset_index(drop=True)], axis=1).assign(fold=valid_fold)
-
 # %% ../nbs/07_train.ipynb #bf7711a2
 class _AnyDeviceDL(DistributedDL):
     "fastai's `DistributedDL`, broadcasting CPU tensors when the process group is gloo (CPUs); NCCL as fastai does."
@@ -129,7 +120,7 @@ def _write_folds(table, label_cols, out):
     table[[c for c in ('image', 'fname', 'PatientID', 'fold') if c in table] + list(label_cols)].to_csv(out / 'folds.csv', index=False)
 
 # %% ../nbs/07_train.ipynb #b7b0c0c1
-MODEL_PACKAGES = ('torch', 'fastai', 'fastcore', 'fasttransform', 'plum-dispatch', 'timm', 'kit')  # what loading model.pkl depends on
+MODEL_PACKAGES = ('torch', 'fastai', 'fastcore', 'fasttransform', 'plum-dispatch', 'timm', 'segmentation-models-pytorch', 'kit')  # what loading model.pkl depends on
 
 def package_versions(names=MODEL_PACKAGES) -> dict:
     "The installed version of each package of `names` (None when absent): a run records them, to say why its model will not load elsewhere."
@@ -166,7 +157,7 @@ def fit_run(spec, # a `RunSpec`: what to train on and how
         learn.fit_one_cycle(spec.epochs, lr, cbs=cbs)
     if rank_distrib() != 0: return {}
     with _one_process():
-        with nullcontext() if progress else _quiet(learn): oof = _oof(learn, table, spec)
+        with nullcontext() if progress else _quiet(learn): oof = get_task(spec.task).oof(learn, table[table.fold == spec.fold], spec, out)
         oof.to_csv(out / 'oof.csv', index=False)
         learn.export('model.pkl')  # with its progress callback, whatever `progress` was
     (out / 'best.pth').unlink(missing_ok=True)

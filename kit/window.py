@@ -20,7 +20,7 @@ from .dicom import DicomError, _source, decode_reduction, read_dicom, read_pixel
 __all__ = ['DEFAULT_WINDOWS', 'WINDOWS', 'window', 'header_window_count', 'header_window', 'register_window', 'list_windows',
            'WindowSpec', 'parse_window', 'parse_windows', 'freqhist_bins', 'hist_scaled', 'window_channels',
            'body_bbox', 'crop_bbox', 'image_shape', 'resize_to', 'resize_longest', 'pad_aspect', 'fit_pixels',
-           'dicom_pixels', 'dicom_channels']
+           'pixel_reduction', 'dicom_pixels', 'dicom_channels']
 
 # %% ../nbs/03_window.ipynb #c8d19032
 def _exp(x): return x.exp() if hasattr(x, 'exp') else np.exp(x)
@@ -213,6 +213,13 @@ def _crop_reduction(px, reduce, size) -> int:
     while reduce and side < 2 * need: reduce, side = reduce - 1, side * 2
     return reduce
 
+def pixel_reduction(shape, # the stored image's (rows, columns)
+                    size=None, # as `dicom_pixels` takes it
+                    pad=False # as `dicom_pixels` takes it
+                   ) -> int:
+    "How many times `dicom_pixels` halves an image of `shape` as it decodes it for `size` (no body crop): what a mask of it goes through too."
+    return decode_reduction(shape, size and (_longest_needed(shape, size) if pad else max(image_shape(size))))
+
 def dicom_pixels(ds, # a dataset with pixels
                  size=None, # the longest side, or with `pad` the shape (one side or `(H, W)`); None: native
                  crop_body=False, # crop to the body (`body_bbox`)
@@ -221,8 +228,7 @@ def dicom_pixels(ds, # a dataset with pixels
                 ) -> np.ndarray:
     "`(H, W)` float32 corrected pixels of dataset `ds`, decoded no bigger than `size` needs, fitted by `fit_pixels`; `kwargs` go to `read_pixels`."
     frame = 0 if int(ds.get('NumberOfFrames') or 1) > 1 else None
-    need = size and (_longest_needed((int(ds.Rows), int(ds.Columns)), size) if pad else max(image_shape(size)))
-    reduce = kwargs.pop('reduce', decode_reduction(ds, need))
+    reduce = kwargs.pop('reduce', pixel_reduction((int(ds.Rows), int(ds.Columns)), size, pad))
     px = read_pixels(ds, frame=frame, reduce=reduce, **kwargs)
     px = px.mean(-1) if px.ndim == 3 else px
     if crop_body and reduce and (fewer := _crop_reduction(px, reduce, size)) < reduce:

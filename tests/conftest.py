@@ -1,4 +1,5 @@
 "Shared fixtures: the real-file corpus and a small generated competition."
+import os
 import shutil
 from pathlib import Path
 
@@ -20,3 +21,11 @@ def competition(tmp_path_factory):
 
 
 needs_dcmtk = pytest.mark.skipif(shutil.which('dcm2pnm') is None, reason='DCMTK (Debian package dcmtk) is not installed')
+
+
+def pytest_configure(config):
+    "Under pytest-xdist each worker, and every kit process it starts, computes on one thread: two workers share two cores without contention."
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        import torch
+        os.environ['OMP_NUM_THREADS'] = '1'
+        torch.set_num_threads(1)

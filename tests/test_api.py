@@ -24,7 +24,7 @@ API = {
     'window': '''
     DEFAULT_WINDOWS WINDOWS window header_window_count header_window register_window list_windows WindowSpec
     parse_window parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox image_shape resize_to
-    resize_longest pad_aspect fit_pixels dicom_pixels dicom_channels''',
+    resize_longest pad_aspect fit_pixels pixel_reduction dicom_pixels dicom_channels''',
     'cache': '''
     FORMATS PNG16_OFFSET SETTINGS_FILE MANIFEST_FILE MAX_SIZE HEADER_COLUMNS CacheSettings cache_settings output_path
     cache_array cache_file read_manifest read_cache_settings match_sources cached_paths check_positions cache_meta
@@ -36,13 +36,13 @@ API = {
     SNIFF_BYTES COMPRESSED CsvError file_size read_csv_file split_long_ids is_long_format read_labels label_table
     patient_folds slice_positions slice_context''',
     'tasks': '''
-    TASKS BUILTIN_TASKS Task register_task list_tasks get_task infer_task''',
+    TASKS BUILTIN_TASKS Task register_task list_tasks get_task infer_task reading_task''',
     'boxes': '''
     VINBIGDATA_CLASSES BOX_FORMATS BOX_COLUMNS LABEL_KINDS RSNA_PNEUMONIA_THRESHOLDS BoxFormat box_format box_label_kind
     read_box_labels box_iou fuse_boxes BoxFrame clip_boxes voc_ap average_precisions vinbigdata_map siim_covid_image_map
     rsna_pneumonia_score format_prediction_string prediction_string_problems parse_prediction_string''',
     'masks': '''
-    CONVENTIONS rle_encode rle_problems rle_decode guess_convention MaskLabels read_mask_labels MaskFrame mask_frame
+    CONVENTIONS RLE_COLUMNS rle_encode rle_problems rle_decode guess_convention MaskLabels read_mask_labels MaskFrame mask_frame
     mask_to_model mask_to_original siim_dice Triplet apply_triplet triplet_scores search_triplet''',
     'spec': '''
     FOUND RunSpec spec_help spec_dict spec_from_dict write_spec read_spec''',
@@ -54,6 +54,9 @@ API = {
     train_folds''',
     'tasks.classify': '''
     mean_auc weighted_log_loss LabelColumns MultiLabel SingleLabel Regression''',
+    'tasks.segment': '''
+    MASKS_FILE TRIPLET_GRID reads_masks read_mask_table mask_steps to_model to_original MaskTarget tensor_mask DiceBCELoss
+    SiimDice unet_learner read_masks_file mask_of Segment''',
     'infer': '''
     RunError read_config load_run training_label_mean run_predictions predict''',
     'submit': '''
@@ -70,7 +73,7 @@ API = {
     class_column numeric_columns numeric_histograms scatter_pairs correlation_heatmap label_cooccurrence
     category_columns category_counts images_per_patient intensity_profiles eda_report''',
     'explain': '''
-    PICKS default_layer gradcam occlusion explain cam_grid write_saliency''',
+    PICKS default_layer gradcam occlusion explain cam_grid mask_overlays mask_grid write_saliency''',
     'anonymize': '''
     PROFILE pseudonym pseudo_uid profile_tags instance_uid anonymize_dataset may_have_burned_in_text patient_folder
     anonymize_file anonymize''',

@@ -51,8 +51,8 @@ def user_module(tmp_path, monkeypatch, registries):
 
 def test_list_queries_by_glob_sorted(registries):
     assert list_windows('brain*') == ['brain', 'brain_bone', 'brain_soft'] and list_windows('Brain*') == []
-    assert list_formats() == ['auto', 'rsna-breast', 'rsna-cervical-spine', 'rsna-ich', 'rsna-pneumonia', 'siim-acr', 'siim-covid-image', 'vinbigdata']
-    assert list_tasks() == ['multi', 'single', 'regression']
+    assert list_formats() == ['auto', 'rle', 'rsna-breast', 'rsna-cervical-spine', 'rsna-ich', 'rsna-pneumonia', 'siim-acr', 'siim-covid-image', 'vinbigdata']
+    assert list_tasks() == ['multi', 'single', 'regression', 'segment']
     kit.window.register_window('a_window', 10, 5)
     kit.submit.register_format(SubmissionFormat('a-format'))
     assert list_windows()[0] == 'a_window' and list_formats('a*') == ['a-format', 'auto']
@@ -62,8 +62,8 @@ def test_help_lists_what_is_registered_when_it_is_shown(registries, monkeypatch)
     "The help is read from the registries: a window or format registered after `kit.cli` was imported shows up."
     kit.window.register_window('my_window', 10, 5)
     kit.submit.register_format(SubmissionFormat('my-comp'))
-    assert 'my-comp, rsna-breast, rsna-cervical-spine, rsna-ich, rsna-pneumonia, siim-acr, siim-covid-image, vinbigdata, or module:name' in command_help('predict', monkeypatch)
-    for cmd in ('validate', 'kernel'): assert 'auto, my-comp, rsna-breast' in command_help(cmd, monkeypatch), cmd
+    assert 'my-comp, rle, rsna-breast, rsna-cervical-spine, rsna-ich, rsna-pneumonia, siim-acr, siim-covid-image, vinbigdata, or module:name' in command_help('predict', monkeypatch)
+    for cmd in ('validate', 'kernel'): assert 'auto, my-comp, rle, rsna-breast' in command_help(cmd, monkeypatch), cmd
     for cmd in ('meta', 'preprocess', 'train'): assert 'liver, lungs, mediastinum, my_window, soft_tissue' in command_help(cmd, monkeypatch), cmd
 
 
@@ -88,7 +88,7 @@ def test_make_submission_loads_a_users_format_by_module_name(user_module):
 def test_an_unknown_format_is_one_line_naming_the_known_ones(user_module, fmt, why):
     fmt, why = fmt.format(m=user_module), why.format(m=user_module)
     with pytest.raises(ValueError) as e: make_submission(pd.DataFrame({'image': ['P1'], 'cancer': [0.5]}), pd.DataFrame({'id': ['P1'], 'cancer': [0.]}), fmt)
-    rest = 'rsna-breast, rsna-cervical-spine, rsna-ich, rsna-pneumonia, siim-acr, siim-covid-image, vinbigdata'
+    rest = 'rle, rsna-breast, rsna-cervical-spine, rsna-ich, rsna-pneumonia, siim-acr, siim-covid-image, vinbigdata'
     known = f'auto, my-comp, {rest}' if ':' in fmt and 'nowhere' not in fmt else f'auto, {rest}'
     assert str(e.value) == f"unknown submission format {fmt!r}{' ' + why if why else ''}: use {known} or module:name"
 
@@ -108,5 +108,5 @@ def test_cli_format_module_name(tmp_path):
         r = run_kit(*cmd, '--format', 'comp_formats:my-comp')  # no PYTHONPATH: exit 2 before any model is read
         assert r.returncode == 2 and 'Traceback' not in r.stderr
         assert r.stderr.splitlines()[-1].endswith("argument --format: unknown submission format 'comp_formats:my-comp' (cannot import comp_formats: "
-                                                  "ModuleNotFoundError: No module named 'comp_formats'): use auto, rsna-breast, rsna-cervical-spine, "
+                                                  "ModuleNotFoundError: No module named 'comp_formats'): use auto, rle, rsna-breast, rsna-cervical-spine, "
                                                   "rsna-ich, rsna-pneumonia, siim-acr, siim-covid-image, vinbigdata or module:name"), r.stderr

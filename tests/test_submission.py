@@ -11,6 +11,7 @@ import torch
 from fastai.torch_core import trainable_params
 from scipy.ndimage import binary_dilation
 from skimage.transform import resize
+from sklearn.metrics import roc_auc_score
 
 from kit.dicom import quiet_uid_warnings
 from kit.explain import explain
@@ -44,7 +45,7 @@ def trained(tmp_path_factory):
     comp = tmp_path / 'comp'
     for split in ('train', 'test'): kit('-q', 'preprocess', comp / f'{split}_images', tmp_path / f'cache_{split}', '--size', 64)
     kit('-q', 'train', comp / 'train_images', '--labels', comp / 'train.csv', '--cache', tmp_path / 'cache_train', '--size', 64,
-        '--epochs', 20, '--lr', '1e-2', '--out', tmp_path / 'run', '--workers', 2)
+        '--epochs', 8, '--lr', '1e-2', '--out', tmp_path / 'run', '--workers', 2)
     return tmp_path
 
 
@@ -67,6 +68,9 @@ def test_train_predict_validate_beats_the_prior(trained):
     assert 'valid' in r.stderr
     kit('validate', trained / 'submission.csv', '--sample', comp / 'sample_submission.csv')
     assert_beats_the_prior(trained / 'submission.csv', comp)
+    sub, solution = (pd.read_csv(p).set_index('ID').Label for p in (trained / 'submission.csv', comp / 'solution.csv'))
+    on_any = solution.index[solution.index.str.endswith('_any')]
+    assert roc_auc_score(solution[on_any], sub[on_any]) > 0.75  # a resnet18 from scratch, 8 epochs on 2 cores: well above chance
 
 
 def test_validate_catches_each_planted_fault(tmp_path):
@@ -141,7 +145,5 @@ def test_saliency_points_at_the_lesions(trained, known_run, tmp_path):
     hits = pointing_hits(res, masks)
     print(f"{res['method']}, known model: the maximum on the bleed in {sum(hits)} of {len(hits)} detected positives (of 32 slices with a bleed)")
     assert len(hits) >= 24 and np.mean(hits) >= 0.9, hits
-    trained_hits = pointing_hits(explain(trained / 'run', tmp_path, images=sorted(masks)), masks)  # depends on what this machine's model learnt
-    print(f'trained model: the maximum on the bleed in {sum(trained_hits)} of {len(trained_hits)} detected positives')
     r = subprocess.run([KIT, '-q', 'explain', trained / 'run', '--data', tmp_path, '-n', '4', '-o', tmp_path / 'grid.png'], capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / 'grid.png').stat().st_size > 10_000, r.stderr

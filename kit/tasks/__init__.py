@@ -11,22 +11,34 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['TASKS', 'BUILTIN_TASKS', 'Task', 'register_task', 'list_tasks', 'get_task', 'infer_task']
+__all__ = ['TASKS', 'BUILTIN_TASKS', 'Task', 'register_task', 'list_tasks', 'get_task', 'infer_task', 'reading_task']
 
 # %% ../../nbs/06a_tasks.ipynb #0af4ea42
 class Task:
     "One task shape: how labels become targets, the learner, and the columns of its predictions. Subclass it and `register_task`."
     name = ''
     description = ''
+    cells = False  # predictions are submission cells (`predict_cells`), not numbers per output
+    stand_in = 'the training label mean'  # what an unreadable test image is given instead of a prediction
     def recognises(self, labels, label_cols) -> bool:
         "Whether the label table `labels` (with `label_cols`) has this task's shape."
         return False
+    def reads(self, columns) -> bool:
+        "Whether this task reads a label csv with these `columns` itself (`read_labels`): masks' run-length csvs."
+        return False
+    def read_labels(self, labels, meta, match='stem') -> pd.DataFrame:
+        "The label table of csv `labels` for the images of header table `meta`: `image`, then the label columns."
+        from kit.data import read_labels
+        return read_labels(labels)
     def y_block(self, label_cols):
         "The fastai `TransformBlock` of the targets."
         raise NotImplementedError(f'task {self.name} has no y_block')
     def get_y(self, label_cols):
         "How a row of the label table becomes its target."
         raise NotImplementedError(f'task {self.name} has no get_y')
+    def blocks(self, spec) -> tuple:
+        "The target block and `get_y` of run spec `spec`: `y_block` and `get_y` of its label columns."
+        return self.y_block(spec.label_cols), self.get_y(spec.label_cols)
     def learner(self, dls, spec, path):
         "The fastai `Learner` of run spec `spec` on `dls`, saving under `path`."
         raise NotImplementedError(f'task {self.name} has no learner')
@@ -44,6 +56,15 @@ class Task:
     def label_mean(self, labels, label_cols, outputs) -> pd.Series:
         "The mean training target per output: an unreadable test image's stand-in prediction."
         return pd.Series(labels[list(label_cols)].astype(float).mean().to_numpy(), index=outputs)
+    def raw_predictions(self, learn, dl, tta=False) -> np.ndarray:
+        "The activated outputs of `learn` on the batches of `dl`, float32 `(N, ...)`: fastai's `get_preds`, or its `tta`."
+        return (learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]).float().numpy()
+    def oof(self, learn, valid, spec, out) -> pd.DataFrame:
+        "The `oof.csv` rows of the validation images (`valid`, their training-table rows): `image`, `pred_<output>`, the labels, the fold."
+        preds = self.raw_predictions(learn, learn.dls.valid)
+        cols, label_cols = self.outputs(spec.label_cols, getattr(learn.dls, 'vocab', None)), list(spec.label_cols)
+        return pd.concat([valid[['image']].reset_index(drop=True), pd.DataFrame(preds, columns=[f'pred_{c}' for c in cols]),
+                          valid[label_cols].reset_index(drop=True)], axis=1).assign(fold=spec.fold)
     def __repr__(self): return f'{type(self).__name__}({self.name!r})'
 
 # %% ../../nbs/06a_tasks.ipynb #05f419ee
@@ -76,8 +97,13 @@ def infer_task(labels, # the label table
         if task.recognises(labels, list(label_cols)): return name
     raise ValueError(f"no task recognises labels {', '.join(map(str, label_cols))}: give one of {', '.join(list_tasks())}")
 
+def reading_task(columns) -> Task | None:
+    "The first registered task that reads a label csv with `columns` itself (masks), None when the image-label reader does."
+    _load_builtins()
+    return next((task for task in TASKS.values() if task.reads([str(c) for c in columns])), None)
+
 # %% ../../nbs/06a_tasks.ipynb #bfb7646a
-BUILTIN_TASKS = ('kit.tasks.classify',)  # modules that register kit's own tasks, imported on first use
+BUILTIN_TASKS = ('kit.tasks.classify', 'kit.tasks.segment')  # modules that register kit's own tasks, imported on first use
 
 def _load_builtins():
     "Import the modules of kit's own tasks once (each registers its tasks)."
