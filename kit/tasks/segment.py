@@ -179,9 +179,10 @@ def _fit_triplet(probs, truths, valid, spec, out) -> Triplet:
 
 def _mean_maps(outs, runs, specs) -> tuple[dict, dict]:
     "The mean map of each readable test image over the runs' predictions `outs` (one run at a time), and the unreadable files with their causes."
-    if odd := [r for r, s in zip(runs, specs) if (s.size, s.cache_settings) != (specs[0].size, specs[0].cache_settings)]:
-        raise ValueError(f'{odd[0]} makes its images with size {specs[runs.index(odd[0])].size} and cache {specs[runs.index(odd[0])].cache_settings}, '
-                         f'{runs[0]} with {specs[0].size} and {specs[0].cache_settings}: mask runs averaged together must make the same images')
+    for run, s in zip(runs, specs):
+        if (s.size, s.cache_settings) != (specs[0].size, specs[0].cache_settings):
+            raise ValueError(f'{run} makes its images with size {s.size} and cache {s.cache_settings}, {runs[0]} with {specs[0].size} and '
+                             f'{specs[0].cache_settings}: mask runs averaged together must make the same images')
     sums, counts, bad = {}, {}, {}
     for preds, b in outs:
         bad.update(b)
