@@ -55,7 +55,7 @@ API = {
     'tasks.classify': '''
     mean_auc weighted_log_loss LabelColumns MultiLabel SingleLabel Regression''',
     'tasks.segment': '''
-    MASKS_FILE TRIPLET_GRID reads_masks read_mask_table mask_steps to_model to_original MaskTarget tensor_mask DiceBCELoss
+    MASKS_FILE TRIPLET_GRID reads_masks read_mask_table mask_steps to_model to_original MaskTarget tensor_mask GrayToThree DiceBCELoss
     SiimDice unet_learner read_masks_file mask_of Segment''',
     'infer': '''
     RunError read_config load_run training_label_mean run_predictions predict''',

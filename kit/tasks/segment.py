@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.learner import Metric
+from fastai.torch_core import TensorImage
+from fasttransform import Transform
 
 from ..data import read_csv_file
 from ..masks import RLE_COLUMNS, Triplet, mask_frame, mask_to_model, mask_to_original, read_mask_labels, rle_decode, rle_encode, search_triplet
@@ -22,7 +24,8 @@ from ..window import pixel_reduction
 
 # %% auto #0
 __all__ = ['MASKS_FILE', 'TRIPLET_GRID', 'reads_masks', 'read_mask_table', 'mask_steps', 'to_model', 'to_original', 'MaskTarget',
-           'tensor_mask', 'DiceBCELoss', 'SiimDice', 'unet_learner', 'read_masks_file', 'mask_of', 'Segment']
+           'tensor_mask', 'GrayToThree', 'DiceBCELoss', 'SiimDice', 'unet_learner', 'read_masks_file', 'mask_of',
+           'Segment']
 
 # %% ../../nbs/07b_segment.ipynb #4d13fa93
 log = logging.getLogger(__name__)
@@ -95,6 +98,11 @@ def tensor_mask(mask):
     "A 2D mask as fastai's `TensorMask` of class indices."
     from fastai.torch_core import TensorMask
     return TensorMask(torch.from_numpy(np.asarray(mask)).long())
+
+class GrayToThree(Transform):
+    "Batch transform: a one-channel image repeated to three channels, in training and at test time; others as they are."
+    order = 1  # before fastai's augmentations
+    def encodes(self, x: TensorImage): return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 # %% ../../nbs/07b_segment.ipynb #c829d139
 class DiceBCELoss:
@@ -204,6 +212,9 @@ class Segment(Task):
         if any(s % 32 for s in spec.size):
             raise ValueError(f'a U-Net halves its input five times: the size must be a multiple of 32 on each side, not {spec.size[0]}x{spec.size[1]}')
         return TransformBlock(type_tfms=tensor_mask), MaskTarget(spec)
+    def batch_tfms(self, spec) -> list:
+        "One-channel images repeated to three (`GrayToThree`), then fastai's augmentations when `spec.augment`."
+        return [GrayToThree(), *(super().batch_tfms(spec) or [])]
     def learner(self, dls, spec, path): return unet_learner(dls, spec, path)
     def stratify(self, label_cols): return 'mask'
     def outputs(self, label_cols, vocab=None) -> list[str]: return ['mask']
