@@ -370,6 +370,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'kit.masks._triplets': ('masks.html#_triplets', 'kit/masks.py'),
                            'kit.masks.apply_triplet': ('masks.html#apply_triplet', 'kit/masks.py'),
                            'kit.masks.guess_convention': ('masks.html#guess_convention', 'kit/masks.py'),
+                           'kit.masks.image_dice': ('masks.html#image_dice', 'kit/masks.py'),
                            'kit.masks.mask_frame': ('masks.html#mask_frame', 'kit/masks.py'),
                            'kit.masks.mask_to_model': ('masks.html#mask_to_model', 'kit/masks.py'),
                            'kit.masks.mask_to_original': ('masks.html#mask_to_original', 'kit/masks.py'),

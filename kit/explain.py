@@ -189,6 +189,8 @@ def mask_overlays(run, # a mask run folder (`kit train` on run-length labels)
                   **_ # saliency settings, which masks do not use
                  ) -> dict:
     "Mask run `run` on the DICOMs under `data`: ids, the images the model saw, predicted and true masks in its geometry, Dice per image."
+    from kit.data import label_table
+    from kit.masks import apply_triplet, image_dice
     from kit.meta import dicom_meta
     from kit.tasks.segment import MaskTarget, read_mask_table, read_masks_file
     learn, config = load_run(run, cpu=True)
@@ -199,15 +201,14 @@ def mask_overlays(run, # a mask run folder (`kit train` on run-length labels)
         maps, bad, items = run_predictions(learn, config, files, data, cache, workdir, bs=bs, workers=0)
         if not len(maps): raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
         ids, probs = maps.index.tolist(), np.stack(maps['mask'].to_list()).astype(np.float32)
-        preds = (probs > t.pixel) & ((probs > t.top_score).sum((1, 2)) >= t.min_area)[:, None, None]
+        preds = apply_triplet(probs, *t)
         truths = None
         if labels is not None:
             meta = dicom_meta(files, progress=False)
-            table = read_mask_table(labels, meta).merge(meta.assign(image=meta.fname.map(lambda f: Path(f).stem)), on='image').set_index('image')
+            table = label_table(meta, read_mask_table(labels, meta)).set_index('image')
             target = MaskTarget(config)
             truths = np.stack([target(table.loc[i]).astype(bool) if i in table.index else np.zeros(preds.shape[1:], bool) for i in ids])
-        inter, total = ((preds & truths).sum((1, 2)), (preds.sum((1, 2)) + truths.sum((1, 2)))) if truths is not None else (None, None)
-        dice = np.where(total == 0, 1., 2 * inter / np.maximum(total, 1)) if truths is not None else np.full(len(ids), np.nan)
+        dice = image_dice(preds, truths) if truths is not None else np.full(len(ids), np.nan)
         order = [ids.index(i) for i in images if i in ids] if images else np.argsort(dice if truths is not None else -preds.sum((1, 2)), kind='stable')[:n]
         if not len(order): raise ValueError(f'none of the images asked for is under {data}')
         _, shown = _batch(learn, [items[k] for k in order], config.context)

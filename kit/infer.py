@@ -168,8 +168,8 @@ def predict(runs, # one run folder or several (their predictions are averaged)
     if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
     if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
-    specs = [read_config(r) for r in runs]
-    if (task := get_task(specs[0].task)).cells:
+    if (task := get_task(read_config(runs[0]).task)).cells:
+        specs = [read_config(r) for r in runs]
         with tempfile.TemporaryDirectory() as workdir:
             outs = (out[:2] for out in (_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, progress) for r in runs))  # a run at a time
             preds, bad = task.predict_cells(outs, runs, specs, files, data, workers=workers, **cells)

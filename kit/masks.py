@@ -22,8 +22,8 @@ from .window import crop_bbox, image_shape, pad_aspect, resize_to
 
 # %% auto #0
 __all__ = ['CONVENTIONS', 'RLE_COLUMNS', 'rle_encode', 'rle_problems', 'rle_decode', 'guess_convention', 'MaskLabels',
-           'read_mask_labels', 'MaskFrame', 'mask_frame', 'mask_to_model', 'mask_to_original', 'siim_dice', 'Triplet',
-           'apply_triplet', 'triplet_scores', 'search_triplet']
+           'read_mask_labels', 'MaskFrame', 'mask_frame', 'mask_to_model', 'mask_to_original', 'image_dice',
+           'siim_dice', 'Triplet', 'apply_triplet', 'triplet_scores', 'search_triplet']
 
 # %% ../nbs/06d_masks.ipynb #795bbb3a
 CONVENTIONS = ('absolute', 'relative')  # Kaggle's usual 1-based starts; SIIM-ACR's 0-based gaps from the previous run
@@ -325,15 +325,21 @@ def _pairs(preds, truths, what='masks'):
         yield p, t
     if not n: raise ValueError(f'no {what} to score')
 
-def siim_dice(pred_masks, # the predicted masks, one per image (bool, or nonzero for inside)
-              true_masks # the true masks, in the same order
-             ) -> float:
-    "SIIM-ACR's score: the mean over images of Dice, 1 for an image whose truth and prediction are both empty."
+def image_dice(pred_masks, # the predicted masks, one per image (bool, or nonzero for inside)
+               true_masks # the true masks, in the same order
+              ) -> np.ndarray:
+    "The Dice of each image, 1 for an image whose truth and prediction are both empty."
     try: stats = np.array([_dice_stats(p.astype(bool), t) for p, t in _pairs(pred_masks, true_masks)])
     except ValueError as e:
         if 'zip()' in str(e): raise ValueError('the predictions and the truths are not as many') from None
         raise
-    return float(_dice(*stats.T).mean())
+    return _dice(*stats.T)
+
+def siim_dice(pred_masks, # the predicted masks, one per image (bool, or nonzero for inside)
+              true_masks # the true masks, in the same order
+             ) -> float:
+    "SIIM-ACR's score: the mean over images of `image_dice`."
+    return float(image_dice(pred_masks, true_masks).mean())
 
 # %% ../nbs/06d_masks.ipynb #4f36139c
 class Triplet(NamedTuple):

@@ -43,7 +43,7 @@ API = {
     rsna_pneumonia_score format_prediction_string prediction_string_problems parse_prediction_string''',
     'masks': '''
     CONVENTIONS RLE_COLUMNS rle_encode rle_problems rle_decode guess_convention MaskLabels read_mask_labels MaskFrame mask_frame
-    mask_to_model mask_to_original siim_dice Triplet apply_triplet triplet_scores search_triplet''',
+    mask_to_model mask_to_original image_dice siim_dice Triplet apply_triplet triplet_scores search_triplet''',
     'spec': '''
     FOUND RunSpec spec_help spec_dict spec_from_dict write_spec read_spec''',
     'pipeline': '''

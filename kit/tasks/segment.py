@@ -18,7 +18,8 @@ from fastai.torch_core import TensorImage
 from fasttransform import Transform
 
 from ..data import read_csv_file
-from ..masks import RLE_COLUMNS, Triplet, mask_frame, mask_to_model, mask_to_original, read_mask_labels, rle_decode, rle_encode, search_triplet
+from ..masks import (RLE_COLUMNS, Triplet, apply_triplet, image_dice, mask_frame, mask_to_model, mask_to_original, read_mask_labels,
+                       rle_decode, rle_encode, search_triplet, siim_dice)
 from . import Task, register_task
 from ..window import pixel_reduction
 
@@ -49,10 +50,10 @@ def read_mask_table(labels, # a run-length csv path or DataFrame: image id first
     ok = meta.Rows.notna() & meta.Columns.notna()
     shapes = dict(zip(key[ok], zip(meta.Rows[ok].astype(int), meta.Columns[ok].astype(int))))
     df = labels if isinstance(labels, pd.DataFrame) else read_csv_file(labels, dtype=str, keep_default_na=False)
-    if absent := int((~df.iloc[:, 0].astype(str).str.strip().isin(shapes)).sum()):
-        log.warning('%d of %d label rows name images without a file; they are left out', absent, len(df))
-        df = df[df.iloc[:, 0].astype(str).str.strip().isin(shapes)]
-    masks = read_mask_labels(labels if not absent and not isinstance(labels, pd.DataFrame) else df, shapes, convention)
+    if not (known := df.iloc[:, 0].astype(str).str.strip().isin(shapes)).all():
+        log.warning('%d of %d label rows name images without a file; they are left out', (~known).sum(), len(df))
+        labels = df[known]  # its row labels still name the csv's lines in a refusal
+    masks = read_mask_labels(labels, shapes, convention)
     images = list(masks)
     return pd.DataFrame({'image': images, 'mask': [int(bool(masks.rles[k])) for k in images],
                          '_rles': [masks.rles[k] for k in images], '_convention': masks.convention})
@@ -179,7 +180,7 @@ def _fit_triplet(probs, truths, valid, spec, out) -> Triplet:
     area = probs.shape[1] * probs.shape[2]
     grid = dict(TRIPLET_GRID, min_area=sorted({int(round(a * area)) for a in TRIPLET_GRID['min_area']}))
     triplet, dice = search_triplet(probs, truths, grid)
-    at_half = float(_siim_dice_counts(torch.from_numpy(probs > .5), torch.from_numpy(truths)).mean())
+    at_half = siim_dice(probs > .5, truths)
     post = dict(convention=str(valid['_convention'].iat[0]), triplet=triplet._asdict(), valid_dice=dice, valid_dice_at_half=at_half)
     (Path(out) / MASKS_FILE).write_text(json.dumps(post, indent=1))
     log.info('triplet %s: validation Dice %.4f (%.4f at 0.5)', tuple(triplet), dice, at_half)
@@ -234,8 +235,8 @@ class Segment(Task):
         target = MaskTarget(spec)
         truths = np.stack([target(row).astype(bool) for _, row in valid.iterrows()])
         t = _fit_triplet(probs, truths, valid, spec, out)
-        kept = (probs > t.pixel) & ((probs > t.top_score).sum((1, 2)) >= t.min_area)[:, None, None]
-        dice = _siim_dice_counts(torch.from_numpy(kept), torch.from_numpy(truths)).numpy()
+        kept = apply_triplet(probs, *t)
+        dice = image_dice(kept, truths)
         return pd.DataFrame(dict(image=valid.image.to_numpy(), pred_max=probs.max((1, 2)), pred_area=kept.sum((1, 2)), dice=dice,
                                  mask=valid['mask'].to_numpy(), fold=spec.fold))
     def default_format(self, run) -> str:
