@@ -126,7 +126,10 @@ def _metas(layout, out, workers, progress) -> dict:
 def _audit(metas, layout) -> list[str]:
     "The audit's findings; one finding saying why when it cannot run (it advises, it never stops the baseline)."
     from kit.audit import audit
-    try: return audit(metas['train'], layout.labels, metas['test'], layout.match).findings
+    from kit.tasks import get_task
+    try:  # the image labels of the csv: a box or run-length csv as 0/1 per image (`finding`, `mask`), as a gate reads it
+        labels = get_task('multi').read_labels(layout.labels, metas['train'], layout.match)
+        return audit(metas['train'], labels, metas['test'], layout.match).findings
     except (ValueError, KeyError) as e:
         log.warning('the audit could not run: %s', e)
         return [f'The audit could not run: {" ".join(str(e).split())}']

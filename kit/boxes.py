@@ -20,9 +20,10 @@ from .window import image_shape, pad_aspect
 
 # %% auto #0
 __all__ = ['VINBIGDATA_CLASSES', 'BOX_FORMATS', 'BOX_COLUMNS', 'LABEL_KINDS', 'RSNA_PNEUMONIA_THRESHOLDS', 'BoxFormat',
-           'box_format', 'box_label_kind', 'read_box_labels', 'box_iou', 'fuse_boxes', 'BoxFrame', 'clip_boxes',
-           'voc_ap', 'average_precisions', 'vinbigdata_map', 'siim_covid_image_map', 'rsna_pneumonia_score',
-           'format_prediction_string', 'prediction_string_problems', 'parse_prediction_string']
+           'box_format', 'box_label_kind', 'read_box_labels', 'reads_boxes', 'box_image_labels', 'box_iou',
+           'fuse_boxes', 'BoxFrame', 'clip_boxes', 'voc_ap', 'average_precisions', 'vinbigdata_map',
+           'siim_covid_image_map', 'rsna_pneumonia_score', 'format_prediction_string', 'prediction_string_problems',
+           'parse_prediction_string']
 
 # %% ../nbs/06c_boxes.ipynb #6eae0181
 log = logging.getLogger(__name__)
@@ -280,6 +281,20 @@ def read_box_labels(src, # a label csv file or a DataFrame of one
     elif missing := [c for c in LABEL_KINDS[kind] if c not in df.columns]:
         raise CsvError(f"{name}: no column {', '.join(missing)} for {kind} labels")
     return _LABEL_READERS[kind](_Rows(src, df))
+
+# %% ../nbs/06c_boxes.ipynb #98b32e64
+def reads_boxes(columns) -> bool:
+    "Whether a label csv with `columns` holds a detection competition's boxes (VinBigData, RSNA pneumonia, SIIM COVID)."
+    try: return box_label_kind(columns) != 'boxes'
+    except ValueError: return False
+
+def box_image_labels(src # a detection label csv or a DataFrame of one
+                    ) -> pd.DataFrame:
+    "Per-image labels of a detection csv, any reader's boxes counted: `image`, `finding` (1 when it has a box), then 1 per class it has a box of."
+    t = read_box_labels(src)
+    boxed = t[t[['x0', 'y0', 'x1', 'y1']].notna().all(axis=1)]
+    has = pd.crosstab(boxed.image, boxed.label).clip(upper=1).reindex(t.image.unique(), fill_value=0)
+    return pd.concat([pd.Series(has.max(axis=1) if has.shape[1] else 0, index=has.index, name='finding'), has], axis=1).rename_axis('image').reset_index().rename_axis(columns=None)
 
 # %% ../nbs/06c_boxes.ipynb #2df2bc20
 def _area(b) -> np.ndarray: return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)

@@ -138,7 +138,7 @@ def predict_cmd(args) -> int:
     "Predict the test DICOMs with one or more runs, shape the predictions like the sample, check and write them."
     from kit.submit import write_submission
     sub, problems = write_submission(args.model, args.data, args.sample, args.out, fmt=args.format, cache=args.cache, meta=args.meta, tta=args.tta,
-                                     bs=args.bs, workers=args.workers, strict=args.strict, progress=not args.quiet)
+                                     bs=args.bs, workers=args.workers, strict=args.strict, progress=not args.quiet, gate=args.gate)
     return _report(problems, args.out, len(sub))
 
 def _report(problems, path, n) -> int:
@@ -228,6 +228,9 @@ def _add_predict(sub):
     p.add_argument('-o', '--out', default='submission.csv')
     p.add_argument('--cache', default=None, help='a kit preprocess cache of the test DICOMs (made on the fly if a run needs one and --data is given)')
     p.add_argument('--tta', action='store_true', help="test-time augmentation (fastai's tta)")
+    p.add_argument('--gate', nargs='+', default=None, help='box or mask runs: classification run(s) of whether an image has a finding '
+                                                          '(kit train --task multi on the same csv), which set the no-finding score and '
+                                                          'empty the images they rule out')
     _lists(p.add_argument('--format', type=_format_arg, default='auto', help='%(names)s, or module:name for your own (default auto: long or '
                                                                             'wide, from the sample)'), 'submit.list_formats')
     p.add_argument('--meta', default=None, help='kit meta of the test DICOMs, for formats that aggregate by header fields')
@@ -419,11 +422,14 @@ def baseline_cmd(args) -> int:
 def synth_cmd(args) -> int:
     "Write a synthetic competition to `args.out`: head CT, mammography (`--modality MG`), or chest radiographs with boxes or masks (`--task`)."
     from kit.synth import make_competition, make_detection, make_mammography, make_segmentation
-    if args.task == 'detect': paths = make_detection(args.out, n_patients=args.patients or 40, seed=args.seed, workers=args.workers)
+    if args.task == 'detect':
+        rows, cols = args.shape or (900, 800)
+        paths = make_detection(args.out, n_patients=args.patients or 40, seed=args.seed, workers=args.workers, like=args.like,
+                               rows=(rows * 2 // 3, rows), cols=(cols * 2 // 3, cols))
     elif args.task == 'segment':
         paths = make_segmentation(args.out, n_patients=args.patients or 40, size=args.size, seed=args.seed, workers=args.workers)
     elif args.modality == 'MG':
-        paths = make_mammography(args.out, n_patients=args.patients or 8, shape=args.shape, seed=args.seed, workers=args.workers)
+        paths = make_mammography(args.out, n_patients=args.patients or 8, shape=args.shape or (4096, 3328), seed=args.seed, workers=args.workers)
     else: paths = make_competition(args.out, n_patients=args.patients or 24, slices=args.slices, size=args.size, seed=args.seed,
                                    workers=args.workers, bleeds=args.bleeds, shift=args.shift)
     log.info('synthetic competition -> %s (%s)', args.out, ', '.join(p.name for p in paths.values()))
@@ -485,10 +491,15 @@ def _add_synth(sub):
     p.add_argument('--size', type=_size_arg, default=256, help='CT: image side in pixels (default 256)')
     p.add_argument('--bleeds', choices=['2d', '3d'], default='2d', help='CT: bleeds drawn on each slice alone (2d, default), or as blobs '
                                                                         'across neighbouring slices, faint at their ends (3d)')
-    p.add_argument('--shape', type=_shape_arg, default=(4096, 3328), help='MG: rows,columns of each image (default 4096,3328)')
+    p.add_argument('--shape', type=_shape_arg, default=None, help='MG: rows,columns of each image (default 4096,3328); detect: of the largest '
+                                                                  'image, the others down to two thirds of it (default 900,800)')
     p.add_argument('--task', choices=['detect', 'segment'], default=None,
                    help='chest radiographs instead of head CT: detect, VinBigData-like boxes from three readers (train.csv); segment, '
                         "SIIM-ACR-like pneumothorax masks as relative RLE (train-rle.csv), --size their side (default 256)")
+    p.add_argument('--like', choices=['vinbigdata', 'rsna-pneumonia', 'siim-covid-image'], default='vinbigdata',
+                   help="with --task detect, the competition copied: vinbigdata (default; train.csv, three readers' boxes of 14 classes), "
+                        'rsna-pneumonia (stage_2_train_labels.csv, opacities only) or siim-covid-image (train_image_level.csv, study/series '
+                        'folders, opacities or none)')
     p.add_argument('--shift', choices=['hospital'], default=None, help='CT with --bleeds 3d: test patients from another hospital '
                                                                       '(noisier scanner, another rescale, thicker slices) and one-slice mimics')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')

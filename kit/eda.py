@@ -14,13 +14,15 @@ import numpy as np
 import pandas as pd
 
 from .audit import SKIP, audit, meta_table
-from .data import label_table, read_labels
+from .boxes import box_image_labels, read_box_labels, reads_boxes
+from .data import label_table, read_csv_file, read_labels
 from .dicom import read_pixels
 from .parallel import parallel_map
 
 # %% auto #0
 __all__ = ['class_column', 'numeric_columns', 'numeric_histograms', 'scatter_pairs', 'correlation_heatmap', 'label_cooccurrence',
-           'category_columns', 'category_counts', 'images_per_patient', 'intensity_profiles', 'eda_report']
+           'category_columns', 'category_counts', 'images_per_patient', 'box_positions', 'intensity_profiles',
+           'eda_report']
 
 # %% ../nbs/12_eda.ipynb #0c32cc68
 log = logging.getLogger(__name__)
@@ -137,6 +139,24 @@ def images_per_patient(df, col='PatientID'):
     ax.set_xlabel('images per patient'); ax.set_ylabel('patients')
     return fig
 
+# %% ../nbs/12_eda.ipynb #4abb879f
+def box_positions(boxes, # a box table in original pixels (`kit.boxes.read_box_labels`); rows without a box are skipped
+                  meta # the images' header table: `fname`, `Rows`, `Columns`
+                 ):
+    "Where a detection competition's boxes lie (centres as shares of the image's width and height) and how big they are, per class."
+    shapes = {Path(f).stem: (r, c) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns) if pd.notna(r) and pd.notna(c)}
+    b = boxes[boxes[['x0', 'y0', 'x1', 'y1']].notna().all(axis=1).to_numpy() & boxes.image.isin(shapes).to_numpy()]
+    h, w = (b.image.map(lambda k: shapes[k][i]).astype(float) for i in (0, 1))
+    fig, (where, size) = _grid(2, ncols=2, size=4.)
+    for label, g in b.groupby('label'):
+        gh, gw = h[g.index], w[g.index]
+        where.scatter((g.x0 + g.x1) / 2 / gw, (g.y0 + g.y1) / 2 / gh, s=6, alpha=.6, label=f'{label} ({len(g)})')
+        size.hist(np.sqrt((g.x1 - g.x0) * (g.y1 - g.y0) / (gw * gh)), bins=20, range=(0, 1), histtype='step', label=label)
+    where.set(xlim=(0, 1), ylim=(1, 0), aspect='equal', title='box centres', xlabel='x / width', ylabel='y / height')
+    size.set(title='box sizes', xlabel='sqrt(box area / image area)', ylabel='boxes')
+    if len(b): where.legend(fontsize=6)
+    return fig
+
 # %% ../nbs/12_eda.ipynb #1458fba6
 def _hu_histogram(fname, edges) -> np.ndarray | None:
     "Density histogram of the corrected pixels of `fname` over `edges`; None when unreadable."
@@ -190,6 +210,9 @@ def eda_report(meta, # header table of the training images (DataFrame or parquet
               ) -> Path:
     "Write the EDA figures of `meta` (table or file; with `labels`: per class, and the audit) as PNGs and `out/index.html`; return its path."
     meta, test_meta = meta_table(meta), None if test_meta is None else meta_table(test_meta)
+    boxes = None
+    if labels is not None and reads_boxes((labels if isinstance(labels, pd.DataFrame) else read_csv_file(labels, nrows=0)).columns):
+        boxes, labels = read_box_labels(labels), box_image_labels(labels)  # the audit and the plots per class read 0/1 per image
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     label_cols = [c for c in read_labels(labels).columns if c != 'image'] if labels is not None else []
@@ -204,6 +227,8 @@ def eda_report(meta, # header table of the training images (DataFrame or parquet
                 lambda: category_counts(df, by=by)),
                ('patients', 'Images per patient', 'How many images each patient has.', lambda: images_per_patient(df))]
     if pairs: figures.append(('pairs', 'Pairs', 'Scatter plots of the chosen pairs.', lambda: scatter_pairs(df, list(pairs), by)))
+    if boxes is not None: figures.append(('boxes', 'Boxes', "Where each class's boxes lie and how big they are, every reader's box.",
+                                          lambda: box_positions(boxes, meta)))
     if by is not None:
         figures.append(('profiles', 'Pixel intensities per class', f'Mean histogram of the pixels of up to {n_profile} images per class.',
                         lambda: intensity_profiles(df, by, n_profile, workers=workers)))

@@ -19,8 +19,8 @@ from .dicom import get_dicom_files
 from .infer import load_run, run_predictions
 
 # %% auto #0
-__all__ = ['PICKS', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid', 'mask_overlays', 'mask_grid',
-           'write_saliency']
+__all__ = ['PICKS', 'BOX_SHOWN', 'default_layer', 'gradcam', 'occlusion', 'explain', 'cam_grid', 'mask_overlays', 'mask_grid',
+           'box_overlays', 'box_grid', 'write_saliency']
 
 # %% ../nbs/13_explain.ipynb #ae1a9a4b
 log = logging.getLogger(__name__)
@@ -235,6 +235,64 @@ def mask_grid(res, # what `mask_overlays` returns
     fig.suptitle('predicted masks (red)' + (' and true ones (green)' if res['truths'] is not None else ''), fontsize=10)
     return fig
 
+# %% ../nbs/13_explain.ipynb #3597b067
+BOX_SHOWN = 0.3  # predicted boxes scored at least this are drawn
+
+def box_overlays(run, # a box run folder (`kit train` on a detection csv)
+                 data, # folder of DICOMs
+                 cache=None, # cache of these DICOMs made with the run's settings (None: made now)
+                 labels=None, # their box csv: show the true boxes, the images with findings first
+                 images=None, # image ids (file stems) to show
+                 n=8, # images to show
+                 bs=32, # batch size of the predictions
+                 **_ # saliency settings, which boxes do not use
+                ) -> dict:
+    "Box run `run` on the DICOMs under `data`: ids, the images the model saw, predicted boxes `(K, 6)` and true ones `(M, 5)` in its pixels."
+    from kit.data import label_table
+    from kit.meta import dicom_meta
+    from kit.tasks.detect import BoxTarget, read_box_table
+    learn, config = load_run(run, cpu=True)
+    files = get_dicom_files(data)
+    if not files: raise FileNotFoundError(f'{data}: no DICOM files')
+    with tempfile.TemporaryDirectory() as workdir:
+        preds, bad, items = run_predictions(learn, config, files, data, cache, workdir, bs=bs, workers=0)
+        if not len(preds): raise ValueError(f'{data}: none of its {len(bad)} DICOM files can be read, e.g. {next(iter(bad))}: {next(iter(bad.values()))}')
+        ids, boxes = preds.index.tolist(), [b[b[:, 5] >= 0] for b in preds['boxes']]
+        truths = None
+        if labels is not None:
+            meta = dicom_meta(files, progress=False)
+            table, target = label_table(meta, read_box_table(labels)).set_index('image'), BoxTarget(config)
+            truths = [target(table.loc[i]) if i in table.index else np.zeros((0, 5), np.float32) for i in ids]
+        rank = [-len(t) for t in truths] if truths is not None else [-(b[:, 4].max() if len(b) else 0) for b in boxes]
+        order = [ids.index(i) for i in images if i in ids] if images else list(np.argsort(rank, kind='stable')[:n])
+        if not len(order): raise ValueError(f'none of the images asked for is under {data}')
+        _, shown = _batch(learn, [items[k] for k in order], config.context)
+    return dict(ids=[ids[k] for k in order], images=shown, preds=[boxes[k] for k in order], truths=None if truths is None else [truths[k] for k in order])
+
+def box_grid(res, # what `box_overlays` returns
+             ncols=4 # images per row
+            ):
+    "A figure of the images with the predicted boxes scored at least `BOX_SHOWN` in red (class and score) and the true ones in green."
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+    n = len(res['ids'])
+    ncols = min(ncols, n)
+    fig = Figure(figsize=(3 * ncols, 3.3 * -(-n // ncols) + 0.4), layout='constrained')
+    for k, ax in enumerate(fig.subplots(-(-n // ncols), ncols, squeeze=False).ravel()):
+        ax.axis('off')
+        if k >= n: continue
+        img = res['images'][k]
+        ax.imshow(img if img.shape[-1] == 3 else img[..., 0], cmap='gray')
+        drawn = [(b, 'lime', None) for b in (res['truths'][k] if res['truths'] is not None else [])]
+        drawn += [(b, 'red', f'{int(b[5])} {b[4]:.2f}') for b in res['preds'][k] if b[4] >= BOX_SHOWN]
+        for b, colour, text in drawn:
+            ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, edgecolor=colour, linewidth=1))
+            if text: ax.text(b[0], b[1], text, color=colour, fontsize=6, va='bottom')
+        name = res['ids'][k] if len(res['ids'][k]) <= 24 else '...' + res['ids'][k][-20:]
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(f'predicted boxes scored {BOX_SHOWN} or more (red)' + (' and true ones (green)' if res['truths'] is not None else ''), fontsize=10)
+    return fig
+
 # %% ../nbs/13_explain.ipynb #54df34c6
 def write_saliency(run, # run folder (`kit train`)
                    data, # folder of DICOMs (None: the images of `cache`)
@@ -243,12 +301,12 @@ def write_saliency(run, # run folder (`kit train`)
                    dpi=100, # resolution of the PNG
                    **kwargs # to `explain`: target, images, labels, n, layer, method, pick
                   ) -> dict:
-    "The saliency maps of `explain`, drawn by `cam_grid` into the PNG `out` (a mask run's masks, `mask_overlays` and `mask_grid`); returns what was drawn."
+    "The saliency maps of `explain`, drawn by `cam_grid` into the PNG `out` (a mask run's masks by `mask_grid`, a box run's boxes by `box_grid`); returns what was drawn."
     from kit.infer import read_config
-    masks = read_config(run).task == 'segment'
-    res = mask_overlays(run, data, cache, **kwargs) if masks else explain(run, data, cache, **kwargs)
+    drawn = {'segment': ('masks', mask_overlays, mask_grid), 'detect': ('boxes', box_overlays, box_grid)}.get(read_config(run).task)
+    res = drawn[1](run, data, cache, **kwargs) if drawn else explain(run, data, cache, **kwargs)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    (mask_grid if masks else cam_grid)(res).savefig(out, dpi=dpi)
-    if masks: log.info('masks of %d images -> %s', len(res['ids']), out)
+    (drawn[2] if drawn else cam_grid)(res).savefig(out, dpi=dpi)
+    if drawn: log.info('%s of %d images -> %s', drawn[0], len(res['ids']), out)
     else: log.info('%s of %d images (%s) -> %s', res['method'], len(res['ids']), res['target'], out)
     return res

@@ -26,7 +26,8 @@ from .spec import RunSpec, spec_from_dict
 from .tasks import get_task
 
 # %% auto #0
-__all__ = ['RunError', 'read_config', 'load_run', 'training_label_mean', 'run_predictions', 'predict']
+__all__ = ['GATE_COLUMNS', 'RunError', 'read_config', 'load_run', 'training_label_mean', 'run_predictions', 'predict',
+           'gate_probabilities']
 
 # %% ../nbs/08_infer.ipynb #d6242d41
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ def predict(runs, # one run folder or several (their predictions are averaged)
             workers=None, # loading processes (None: all cores)
             strict=False, # stop at the first unreadable test image (else it gets the training label mean)
             progress=True,
+            gate=None, # classification run(s) whose probability of a finding (`gate_probabilities`) gates a box or mask run's cells
             **cells # to the task's `predict_cells` when its predictions are submission cells: `convention` of masks
            ) -> pd.DataFrame:
     "Mean predictions of `runs` (run folders) on the DICOMs under `data` (or the images of `cache`): `image`, a column per output; unreadable images get the label mean."
@@ -168,7 +170,9 @@ def predict(runs, # one run folder or several (their predictions are averaged)
     if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
     files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
     if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
+    if gate is not None and not get_task(read_config(runs[0]).task).cells: raise ValueError(f'a gate takes the cells of box and mask runs; {runs[0]} is a {read_config(runs[0]).task} run')
     if (task := get_task(read_config(runs[0]).task)).cells:
+        if gate is not None: cells['gate'] = gate_probabilities(gate, data, cache, tta, bs, workers, strict, progress)
         specs = [read_config(r) for r in runs]
         with tempfile.TemporaryDirectory() as workdir:
             outs = (out[:2] for out in (_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, progress) for r in runs))  # a run at a time
@@ -181,3 +185,19 @@ def predict(runs, # one run folder or several (their predictions are averaged)
     if bad: log.warning('%s', _bad_summary(bad, len(files), data))
     log.info('predicted %d images with %d run(s)%s', len(files) - len(bad), len(runs), ' and TTA' if tta else '')
     return preds.reset_index()
+
+# %% ../nbs/08_infer.ipynb #2e765151
+GATE_COLUMNS = ('finding', 'mask')  # the output of a gate run that says an image has something to find (else its only output)
+
+def gate_probabilities(gate, # classification run folder(s) (`kit train --task multi` on the box or run-length csv)
+                       data, # folder of the test DICOMs (None: the images of `cache`)
+                       cache=None, tta=False, bs=64, workers=None, strict=False, progress=True # as `predict` takes them
+                      ) -> pd.Series:
+    "{image: the probability that it has a finding} from gate run(s) `gate`: its output `finding` or `mask`, or its only one."
+    gates = [gate] if isinstance(gate, (str, os.PathLike)) else list(gate)
+    if (task := read_config(gates[0]).task) not in ('multi', 'single'): raise ValueError(f'a gate is a classification run; {gates[0]} is a {task} run')
+    preds = predict(gates, data, cache, tta, bs, workers, strict, progress).set_index('image')
+    col = next((c for c in GATE_COLUMNS if c in preds), preds.columns[0] if preds.shape[1] == 1 else None)
+    if col is None: raise ValueError(f"the gate {gates[0]} predicts {', '.join(preds.columns)}: it needs an output named finding or mask "
+                                     '(kit train --task multi on the box or run-length csv)')
+    return preds[col]

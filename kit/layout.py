@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .boxes import box_label_kind, reads_boxes
 from .data import CsvError, is_long_format, read_csv_file, split_long_ids
 from .dicom import DicomError, get_dicom_files, is_dicom_file, read_dicom
 from .submit import SUBMISSION_FORMATS, SubmissionFormat, get_format, is_long_sample
@@ -42,7 +43,7 @@ class Layout:
     test: Path  # folder of the test DICOMs
     labels: Path  # the label csv
     sample: Path  # sample_submission.csv
-    form: str  # 'long' (`<id>_<label>`, value) or 'wide' (id, one column per label)
+    form: str  # 'long' (`<id>_<label>`, value), 'wide' (id, one column per label), or the kind of a box csv ('vinbigdata', ...)
     match: str  # what the label ids are: 'stem' (file names) or a header column such as 'PatientID'
     label_cols: tuple = ()  # the label names
     n_train: int = 0  # DICOM files under `train`
@@ -107,7 +108,10 @@ def _image_folder(root, dicoms, split, given) -> tuple[Path, list[Path]]:
 
 # %% ../nbs/15_layout.ipynb #4f3d0c26
 def label_ids(df) -> tuple[set, str, tuple] | None:
-    "The ids of label table `df`, its form ('long' or 'wide') and label names; None for a table with no label column."
+    "The ids of label table `df`, its form ('long', 'wide', or the kind of a box csv) and label names; None for a table with no label column."
+    if reads_boxes(df.columns):  # one row per box: VinBigData, RSNA pneumonia, SIIM COVID (`<image>_image`)
+        kind = box_label_kind(df.columns)
+        return set(df.iloc[:, 0].astype(str).str.replace(r'_image$', '', regex=True)), kind, ('finding',)
     if is_long_format(df):
         images, labels = split_long_ids(df.iloc[:, 0])
         return set(images), 'long', tuple(dict.fromkeys(labels))

@@ -23,10 +23,10 @@ from .meta import dicom_meta
 from .parallel import n_workers
 from .spec import RunSpec
 from .tasks import get_task, infer_task, reading_task
-from .window import DEFAULT_WINDOWS, parse_windows
+from .window import DEFAULT_WINDOWS, parse_windows, pixel_reduction
 
 # %% auto #0
-__all__ = ['DEFAULT_SPEC_WINDOWS', 'cache_problem', 'resolve_spec', 'training_table', 'spec_inputs', 'spec_block',
+__all__ = ['DEFAULT_SPEC_WINDOWS', 'cache_problem', 'resolve_spec', 'training_table', 'spec_inputs', 'input_steps', 'spec_block',
            'spec_dataloaders', 'test_inputs', 'tolerant', 'unreadable_cause']
 
 # %% ../nbs/06f_pipeline.ipynb #be4ef3a6
@@ -72,7 +72,7 @@ def training_table(spec, # a `RunSpec` with `labels`, and `data` or `cache`
     label_cols = list(spec.label_cols) or [c for c in labels.columns if c != 'image' and not c.startswith('_')]
     task = task or get_task(infer_task(table, label_cols))
     table['fold'] = patient_folds(table, spec.n_folds, stratify=task.stratify(label_cols), seed=spec.seed)
-    return table, replace(spec, label_cols=label_cols, task=task.name)
+    return table, replace(spec, label_cols=label_cols, task=task.name, augment=spec.augment and task.augments)
 
 # %% ../nbs/06f_pipeline.ipynb #6bb72023
 def spec_inputs(spec, # a resolved `RunSpec`
@@ -84,6 +84,14 @@ def spec_inputs(spec, # a resolved `RunSpec`
     if 'context' not in df: return cached_paths(spec.cache, items)
     flat = iter(cached_paths(spec.cache, [f for item in items for f in item]))
     return [[next(flat) for _ in item] for item in items]
+
+def input_steps(shape, # the original image's (rows, columns)
+                spec # a resolved `RunSpec` (its `size`, and its cache's settings)
+               ) -> list[dict]:
+    "The geometric steps (`size`, `reduce`, `pad` of `mask_frame` and `BoxFrame.fit`) from an image of `shape` to the run's input: as `dicom_pixels` decodes it, or through its cache's image first."
+    made = spec.cache_settings
+    if made is None: return [dict(size=spec.size, reduce=pixel_reduction(shape, spec.size, pad=True), pad=True)]
+    return [dict(size=made.size, reduce=pixel_reduction(shape, made.size), pad=False), dict(size=spec.size, reduce=0, pad=True)]
 
 def spec_block(spec):
     "The fastai block that makes the images of resolved `spec`: from DICOMs, or from its cache's format."
@@ -102,7 +110,9 @@ def spec_dataloaders(spec, # a resolved `RunSpec` with its task and label column
     y_block, get_y = task.blocks(spec)
     dblock = DataBlock(blocks=(spec_block(spec), y_block), get_x=ColReader('_x'), get_y=get_y,
                        splitter=IndexSplitter(np.flatnonzero(df.fold.values == spec.fold)), batch_tfms=task.batch_tfms(spec))
-    dls = dblock.dataloaders(df, bs=spec.bs, num_workers=n_workers(spec.workers))
+    n_train = int((df.fold.values != spec.fold).sum())
+    # fastai drops the last partial training batch; kept unless it is one image (batch norm needs two), as on a small set it is many steps
+    dls = dblock.dataloaders(df, bs=spec.bs, num_workers=n_workers(spec.workers), drop_last=n_train % spec.bs == 1)
     dls.train.rng = random.Random(spec.seed)  # fastai seeds the shuffle from the global `random`
     return dls
 

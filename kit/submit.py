@@ -262,16 +262,13 @@ def _write_csv(df, path) -> pd.DataFrame:
     return df
 
 def _cells_format(runs, fmt) -> tuple[SubmissionFormat, dict]:
-    "The format of runs whose predictions are cells (masks): `fmt`, or with 'auto' the run's own; and what their prediction needs of it."
+    "The format of runs whose predictions are cells (masks, boxes): `fmt`, or with 'auto' the run's own; and what their prediction needs of it."
     from kit.infer import read_config
     from kit.tasks import get_task
     first = runs if isinstance(runs, (str, os.PathLike)) else list(runs)[0]
     if not (task := get_task(read_config(first).task)).cells: return fmt, {}
     if fmt.name == 'auto': fmt = get_format(task.default_format(first))
-    if not fmt.mask_convention:
-        masks = ', '.join(n for n in list_formats() if SUBMISSION_FORMATS[n].mask_convention)
-        raise ValueError(f'{first} predicts masks and format {fmt.name} has none: use {masks}')
-    return fmt, dict(convention=fmt.mask_convention)
+    return fmt, task.cell_options(fmt, first)
 
 def write_submission(runs, # run folders of `kit train` (their predictions are averaged)
                      data, # folder of the test DICOMs (None: the images of `cache`)
@@ -285,7 +282,8 @@ def write_submission(runs, # run folders of `kit train` (their predictions are a
                      workers=None, # processes (None: all cores)
                      strict=False, # stop at the first unreadable test image (else it gets the training label mean)
                      progress=True,
-                     predictions=None # csv to write the per-image predictions to as well (None: not written)
+                     predictions=None, # csv to write the per-image predictions to as well (None: not written)
+                     gate=None # classification run(s) gating a box or mask run (`kit.infer.gate_probabilities`)
                     ) -> tuple[pd.DataFrame, list[str]]:
     "Predict the test images under `data` (or of `cache`) with `runs`, write the submission for `sample` to `out`; return it and its problems."
     from kit.cache import cache_meta
@@ -294,7 +292,7 @@ def write_submission(runs, # run folders of `kit train` (their predictions are a
     fmt, sample = get_format(fmt), read_csv_file(sample) if isinstance(sample, (str, os.PathLike)) else sample
     fmt, cells = _cells_format(runs, fmt)
     if problems := format_problems(fmt, sample): raise ValueError('; '.join(problems))
-    preds = predict(runs, data, cache, tta, bs, workers, strict, progress, **cells)
+    preds = predict(runs, data, cache, tta, bs, workers, strict, progress, gate=gate, **cells)
     if cells: preds.columns = ['image', *sample.columns[1:]]  # a cell per image: the sample's one prediction column
     if predictions is not None: _write_csv(preds, predictions)
     if isinstance(meta, (str, os.PathLike)): meta = read_meta(meta)

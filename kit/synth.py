@@ -23,9 +23,10 @@ from pydicom.uid import (ComputedRadiographyImageStorage, CTImageStorage, Digita
 
 # %% auto #0
 __all__ = ['LESIONS', 'LABELS', 'TRANSFER_SYNTAXES', 'MIN_BLEED_PIXELS', 'SHIFTED_HOSPITAL', 'MG_SYNTAXES', 'CHEST_FINDINGS',
-           'NO_FINDING', 'PNEUMOTHORAX', 'DX_SYNTAXES', 'head_phantom', 'lesion_mask', 'bleed_profile', 'head_series',
-           'ct_dataset', 'make_competition', 'breast_phantom', 'mg_dataset', 'make_mammography', 'chest_phantom',
-           'dx_dataset', 'make_detection', 'cr_dataset', 'make_segmentation']
+           'NO_FINDING', 'PNEUMOTHORAX', 'DX_SYNTAXES', 'DETECTION_LIKES', 'RSNA_OPACITIES', 'head_phantom',
+           'lesion_mask', 'bleed_profile', 'head_series', 'ct_dataset', 'make_competition', 'breast_phantom',
+           'mg_dataset', 'make_mammography', 'chest_phantom', 'dx_dataset', 'make_detection', 'cr_dataset',
+           'make_segmentation']
 
 # %% ../nbs/02_synth.ipynb #810fc018
 LESIONS = ('intraparenchymal', 'intraventricular', 'subdural')
@@ -585,16 +586,43 @@ def _reader_rows(plan, boxes) -> list[dict]:
 
 def _write_radiograph(args) -> dict:
     "Write one radiograph; return its id, path, true rows and readers' rows."
-    plan, folder, k, seed = args
+    plan, folder, k, seed, suffix = args
     img, masks = chest_phantom(plan['shape'], plan['seed'], plan['findings'], plan['faint'])
     ds = dx_dataset(img, uid=f'1.2.826.0.1.3680043.10.543.{seed}.1.{k + 1}', patient=plan['patient'], ts=DX_SYNTAXES[k % len(DX_SYNTAXES)],
                     bits=(12, 16)[(k // len(DX_SYNTAXES)) % 2], monochrome1=k % 3 == 2, modality=('CR', 'DX')[k % 5 >= 2])
-    fn = Path(folder) / f"{plan['image_id']}.dicom"
+    fn = Path(folder) / f"{plan['image_id']}{suffix}"
+    fn.parent.mkdir(parents=True, exist_ok=True)
     with quiet_uid_warnings(): ds.save_as(fn, enforce_file_format=True)
     boxes = {f: _box(masks[f]) for f in plan['findings']}
     truth = [dict(image_id=plan['image_id'], class_name=CHEST_FINDINGS[f], class_id=f, rad_id='R1', **dict(zip(_DETECTION_COLUMNS[4:], map(float, b))))
              for f, b in boxes.items()] or [dict(image_id=plan['image_id'], class_name='No finding', class_id=NO_FINDING, rad_id='R1')]
     return dict(image_id=plan['image_id'], fname=str(fn), truth=truth, readers=_reader_rows(plan, boxes))
+
+DETECTION_LIKES = ('vinbigdata', 'rsna-pneumonia', 'siim-covid-image')  # the detection competitions `make_detection` copies
+RSNA_OPACITIES = (8, 10)  # the findings an RSNA-pneumonia-like competition labels as opacities; the others are drawn, not labelled
+_RSNA_COLUMNS = ['patientId', 'x', 'y', 'width', 'height', 'Target']  # RSNA pneumonia's stage_2_train_labels.csv
+
+def _opacities(d) -> list[tuple]:
+    "The `(x0, y0, x1, y1)` of the opacities (`RSNA_OPACITIES`) of a written radiograph."
+    return [(t['x_min'], t['y_min'], t['x_max'], t['y_max']) for t in d['truth'] if t['class_id'] in RSNA_OPACITIES]
+
+def _rsna_rows(done) -> list[dict]:
+    "RSNA pneumonia's label rows of written radiographs: one per opacity (`x y width height`), `Target 0` for an image with none."
+    rows = []
+    for d in done:
+        rows += [dict(patientId=d['image_id'], x=x0, y=y0, width=x1 - x0, height=y1 - y0, Target=1) for x0, y0, x1, y1 in _opacities(d)] or \
+                [dict(patientId=d['image_id'], Target=0)]
+    return rows
+
+def _siim_rows(done) -> list[dict]:
+    "SIIM COVID's image-level rows of written radiographs: `<image>_image`, its opacities as `boxes` (dicts) and `label` ('none 1 0 0 1 1' without)."
+    rows = []
+    for d in done:
+        boxes = _opacities(d)
+        label = ' '.join(f'opacity 1 {x0:g} {y0:g} {x1:g} {y1:g}' for x0, y0, x1, y1 in boxes) or 'none 1 0 0 1 1'
+        rows.append(dict(id=f"{d['image_id']}_image", boxes=str([dict(x=x0, y=y0, width=x1 - x0, height=y1 - y0) for x0, y0, x1, y1 in boxes]) if boxes else '',
+                         label=label, StudyInstanceUID=d['study']))
+    return rows
 
 def make_detection(out, # the competition folder
                    n_patients=40, # patients, one radiograph each
@@ -602,22 +630,39 @@ def make_detection(out, # the competition folder
                    seed=0, # of everything drawn (one generator per image: any `workers` gives the same files)
                    workers=1, # processes writing the images
                    rows=(600, 900), # range of the images' rows
-                   cols=(500, 800) # range of the images' columns
+                   cols=(500, 800), # range of the images' columns
+                   like='vinbigdata' # the competition copied: 'vinbigdata' (three readers, 14 classes), 'rsna-pneumonia' or 'siim-covid-image' (opacities)
                   ) -> dict:
-    "Write a synthetic VinBigData-style chest X-ray detection competition to `out` (three readers' boxes); return the paths written."
-    out = Path(out)
-    (out/'train').mkdir(parents=True, exist_ok=True); (out/'test').mkdir(exist_ok=True)
+    "Write a synthetic chest X-ray detection competition to `out`, shaped like VinBigData (three readers' boxes), RSNA pneumonia or SIIM COVID's images; return the paths written."
+    if like not in DETECTION_LIKES: raise ValueError(f"unknown competition {like!r}: {', '.join(DETECTION_LIKES)}")
+    out, rsna, siim = Path(out), like == 'rsna-pneumonia', like == 'siim-covid-image'
+    paths = dict(train=out/'train.csv', sample=out/'sample_submission.csv', solution=out/'test_answers.csv', train_images=out/'train', test_images=out/'test')
+    if rsna: paths.update(train=out/'stage_2_train_labels.csv', train_images=out/'stage_2_train_images', test_images=out/'stage_2_test_images')
+    if siim: paths.update(train=out/'train_image_level.csv')
+    paths['train_images'].mkdir(parents=True, exist_ok=True); paths['test_images'].mkdir(exist_ok=True)
     n_test = int(round(n_patients * test_frac))
-    jobs = [(_radiograph_plan(seed, k, rows, cols), out/('test' if k < n_test else 'train'), k, seed) for k in range(n_patients)]
+    plans = [_radiograph_plan(seed, k, rows, cols) for k in range(n_patients)]
+    where = lambda p, k: paths['test_images' if k < n_test else 'train_images'] / (f"{p['patient']}/{p['image_id'][:10]}" if siim else '')  # study/series
+    jobs = [(p, where(p, k), k, seed, '.dicom' if like == 'vinbigdata' else '.dcm') for k, p in enumerate(plans)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as ex: done = list(ex.map(_write_radiograph, jobs))
     else: done = list(map(_write_radiograph, jobs))
+    for d, p in zip(done, plans): d['study'] = p['patient']
     test, train = done[:n_test], done[n_test:]
-    paths = dict(train=out/'train.csv', sample=out/'sample_submission.csv', solution=out/'test_answers.csv',
-                 train_images=out/'train', test_images=out/'test')
+    ids = sorted(d['image_id'] for d in test)
+    if siim:
+        pd.DataFrame(_siim_rows(train)).to_csv(paths['train'], index=False)
+        pd.DataFrame(_siim_rows(test)).to_csv(paths['solution'], index=False)
+        pd.DataFrame({'id': [f'{i}_image' for i in ids], 'PredictionString': 'none 1 0 0 1 1'}).to_csv(paths['sample'], index=False)
+        return paths
+    if rsna:
+        pd.DataFrame(_rsna_rows(train), columns=_RSNA_COLUMNS).to_csv(paths['train'], index=False)
+        pd.DataFrame(_rsna_rows(test), columns=_RSNA_COLUMNS).to_csv(paths['solution'], index=False)
+        pd.DataFrame({'patientId': ids, 'PredictionString': '0.5 0 0 100 100'}).to_csv(paths['sample'], index=False)
+        return paths
     pd.DataFrame(sum([d['readers'] for d in train], []), columns=_DETECTION_COLUMNS).to_csv(paths['train'], index=False)
     pd.DataFrame(sum([d['truth'] for d in test], []), columns=_DETECTION_COLUMNS).to_csv(paths['solution'], index=False)
-    pd.DataFrame({'image_id': sorted(d['image_id'] for d in test), 'PredictionString': '14 1 0 0 1 1'}).to_csv(paths['sample'], index=False)
+    pd.DataFrame({'image_id': ids, 'PredictionString': '14 1 0 0 1 1'}).to_csv(paths['sample'], index=False)
     return paths
 
 # %% ../nbs/02_synth.ipynb #d4a3f6c2

@@ -131,10 +131,13 @@ def package_versions(names=MODEL_PACKAGES) -> dict:
     return {name: installed(name) for name in names}
 
 # %% ../nbs/07_train.ipynb #8a230051
-def best_epoch(metrics_csv) -> dict:
-    "The row of `metrics.csv` with the lowest validation loss: the epoch `SaveModelCallback` keeps."
+def best_epoch(metrics_csv, # a run's `metrics.csv`
+               monitor='valid_loss' # the column that picks the epoch: the lowest of a loss, else the highest
+              ) -> dict:
+    "The row of `metrics.csv` that `SaveModelCallback` keeps: the best `monitor`."
     m = pd.read_csv(metrics_csv)
-    return {k: float(v) for k, v in m.loc[m.valid_loss.idxmin()].drop('time').items()}
+    best = m[monitor].idxmin() if 'loss' in monitor else m[monitor].idxmax()
+    return {k: float(v) for k, v in m.loc[best].drop('time').items()}
 
 # %% ../nbs/07_train.ipynb #0498e567
 def fit_run(spec, # a `RunSpec`: what to train on and how
@@ -152,7 +155,8 @@ def fit_run(spec, # a `RunSpec`: what to train on and how
     if rank_distrib() == 0:  # written before the fit, so that a run that dies still says what it was
         _write_folds(table, spec.label_cols, out)
         write_spec(spec, out / 'config.yaml')
-    cbs = [SaveModelCallback(monitor='valid_loss', fname='best')] + ([CSVLogger(fname='metrics.csv')] if rank_distrib() == 0 else [])
+    monitor = get_task(spec.task).monitor
+    cbs = [SaveModelCallback(monitor=monitor, fname='best')] + ([CSVLogger(fname='metrics.csv')] if rank_distrib() == 0 else [])
     with _distributed(learn), (nullcontext() if progress else _quiet(learn)):
         learn.fit_one_cycle(spec.epochs, lr, cbs=cbs)
     if rank_distrib() != 0: return {}
@@ -161,7 +165,7 @@ def fit_run(spec, # a `RunSpec`: what to train on and how
         oof.to_csv(out / 'oof.csv', index=False)
         learn.export('model.pkl')  # with its progress callback, whatever `progress` was
     (out / 'best.pth').unlink(missing_ok=True)
-    return best_epoch(out / 'metrics.csv')
+    return best_epoch(out / 'metrics.csv', monitor)
 
 def train(data, # folder of DICOMs (None: train on the images of `cache` alone)
           labels, # label csv: wide (`image,label...`) or long (`ID_<image>_<label>,Label`)

@@ -21,7 +21,7 @@ from .window import DEFAULT_WINDOWS, dicom_channels, dicom_pixels, fit_pixels, i
 
 # %% auto #0
 __all__ = ['tolerant_loads', 'DicomWindows', 'DicomBlock', 'fit_channels', 'load_cached', 'LoadCached', 'load_hu', 'LoadHU',
-           'WindowBatch', 'HUBlock', 'image_block']
+           'WindowBatch', 'HUBlock', 'image_block', 'GrayToThree']
 
 # %% ../nbs/05_transforms.ipynb #a6844055
 class _SliceStack(DisplayedTransform):
@@ -130,3 +130,9 @@ def image_block(fmt=None, # a cache's format (png, png16, npy), None for DICOMs
     if fmt is None: return DicomBlock(windows, size, crop_body)
     if fmt == 'png16': return TransformBlock(type_tfms=LoadCached(fmt, size, offset), batch_tfms=WindowBatch(windows))
     return TransformBlock(type_tfms=LoadCached(fmt, size))
+
+# %% ../nbs/05_transforms.ipynb #77768d96
+class GrayToThree(Transform):
+    "Batch transform: a one-channel image repeated to three channels (as an encoder made for RGB takes it), in training and at test time; others as they are."
+    order = 20  # after `WindowBatch`, before fastai's augmentations
+    def encodes(self, x: TensorImage): return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x

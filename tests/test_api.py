@@ -19,8 +19,9 @@ API = {
     header_row pixel_stats file_row dicom_meta write_meta read_meta write_dicom_meta''',
     'synth': '''
     LESIONS LABELS TRANSFER_SYNTAXES MIN_BLEED_PIXELS SHIFTED_HOSPITAL MG_SYNTAXES CHEST_FINDINGS NO_FINDING
-    PNEUMOTHORAX DX_SYNTAXES head_phantom lesion_mask bleed_profile head_series ct_dataset make_competition
-    breast_phantom mg_dataset make_mammography chest_phantom dx_dataset make_detection cr_dataset make_segmentation''',
+    PNEUMOTHORAX DX_SYNTAXES DETECTION_LIKES RSNA_OPACITIES head_phantom lesion_mask bleed_profile head_series ct_dataset make_competition
+    breast_phantom mg_dataset make_mammography chest_phantom dx_dataset make_detection cr_dataset
+    make_segmentation''',
     'window': '''
     DEFAULT_WINDOWS WINDOWS window header_window_count header_window register_window list_windows WindowSpec
     parse_window parse_windows freqhist_bins hist_scaled window_channels body_bbox crop_bbox image_shape resize_to
@@ -31,7 +32,7 @@ API = {
     preprocess''',
     'transforms': '''
     tolerant_loads DicomWindows DicomBlock fit_channels load_cached LoadCached load_hu LoadHU WindowBatch HUBlock
-    image_block''',
+    image_block GrayToThree''',
     'data': '''
     SNIFF_BYTES COMPRESSED CsvError file_size read_csv_file split_long_ids is_long_format read_labels label_table
     patient_folds slice_positions slice_context''',
@@ -39,7 +40,7 @@ API = {
     TASKS BUILTIN_TASKS Task register_task list_tasks get_task infer_task reading_task''',
     'boxes': '''
     VINBIGDATA_CLASSES BOX_FORMATS BOX_COLUMNS LABEL_KINDS RSNA_PNEUMONIA_THRESHOLDS BoxFormat box_format box_label_kind
-    read_box_labels box_iou fuse_boxes BoxFrame clip_boxes voc_ap average_precisions vinbigdata_map siim_covid_image_map
+    read_box_labels reads_boxes box_image_labels box_iou fuse_boxes BoxFrame clip_boxes voc_ap average_precisions vinbigdata_map siim_covid_image_map
     rsna_pneumonia_score format_prediction_string prediction_string_problems parse_prediction_string''',
     'masks': '''
     CONVENTIONS RLE_COLUMNS rle_encode rle_problems rle_decode guess_convention MaskLabels read_mask_labels MaskFrame mask_frame
@@ -47,7 +48,7 @@ API = {
     'spec': '''
     FOUND RunSpec spec_help spec_dict spec_from_dict write_spec read_spec''',
     'pipeline': '''
-    DEFAULT_SPEC_WINDOWS cache_problem resolve_spec training_table spec_inputs spec_block spec_dataloaders test_inputs
+    DEFAULT_SPEC_WINDOWS cache_problem resolve_spec training_table spec_inputs input_steps spec_block spec_dataloaders test_inputs
     tolerant unreadable_cause''',
     'train': '''
     MODEL_PACKAGES WeightsError weights_file make_learner DDPTrainer package_versions best_epoch fit_run train fit_folds
@@ -55,10 +56,15 @@ API = {
     'tasks.classify': '''
     mean_auc weighted_log_loss LabelColumns MultiLabel SingleLabel Regression''',
     'tasks.segment': '''
-    MASKS_FILE TRIPLET_GRID reads_masks read_mask_table mask_steps to_model to_original MaskTarget tensor_mask GrayToThree DiceBCELoss
+    GATE_EMPTY_MASK MASKS_FILE TRIPLET_GRID reads_masks read_mask_table to_model to_original MaskTarget tensor_mask DiceBCELoss
     SiimDice unet_learner read_masks_file mask_of Segment''',
+    'tasks.detect': '''
+    BOXES_FILE LABEL_FUSE_IOU ENSEMBLE_IOU MAX_DETECTIONS SCORE_THRESHOLD FPN_CHANNELS ID_SUFFIX GATE_EMPTY MIN_TARGET_SIDE
+    BOX_SCORES read_box_table TensorBoxes boxes_to_model boxes_to_original BoxTarget tensor_boxes pad_boxes FlipBoxes TimmPyramid
+    BoxDetector DetectionLoss box_rows with_none truth_rows detection_rows BoxScore detector_learner detect_batches read_boxes_file
+    Detect''',
     'infer': '''
-    RunError read_config load_run training_label_mean run_predictions predict''',
+    GATE_COLUMNS RunError read_config load_run training_label_mean run_predictions predict gate_probabilities''',
     'submit': '''
     SUBMISSION_FORMATS long_submission wide_submission aggregate is_long_sample SubmissionFormat register_format
     list_formats get_format format_problems make_submission max_submission_bytes read_submission validate_submission
@@ -71,9 +77,9 @@ API = {
     SUSPECT SKIP column_auc audit_columns meta_table label_problems Audit leak_table drift_table audit write_audit''',
     'eda': '''
     class_column numeric_columns numeric_histograms scatter_pairs correlation_heatmap label_cooccurrence
-    category_columns category_counts images_per_patient intensity_profiles eda_report''',
+    category_columns category_counts images_per_patient box_positions intensity_profiles eda_report''',
     'explain': '''
-    PICKS default_layer gradcam occlusion explain cam_grid mask_overlays mask_grid write_saliency''',
+    PICKS BOX_SHOWN default_layer gradcam occlusion explain cam_grid mask_overlays mask_grid box_overlays box_grid write_saliency''',
     'anonymize': '''
     PROFILE pseudonym pseudo_uid profile_tags instance_uid anonymize_dataset may_have_burned_in_text patient_folder
     anonymize_file anonymize''',

@@ -77,3 +77,18 @@ def test_baseline_recognises_a_rle_csv_and_submits_masks(siim, tmp_path):
     ok(kit('-q', 'baseline', comp, '--out', out, '--size', 64, '--epochs', 1, '--workers', 0))
     assert 'task: segment' in (out / 'run' / 'config.yaml').read_text()
     assert validate_submission(out / 'submission.csv', comp / 'sample_submission.csv', fmt='siim-acr') == []
+
+
+def test_a_gate_trained_on_the_rle_csv_empties_the_images_it_rules_out(siim, tmp_path):
+    from kit.infer import predict
+    from kit.tasks.segment import GATE_EMPTY_MASK
+    comp, run = siim
+    ok(kit('-q', 'train', comp / 'dicom-images-train', '--labels', comp / 'train-rle.csv', '--task', 'multi', '--out', tmp_path / 'gate', *TINY))
+    assert 'mask' in pd.read_csv(tmp_path / 'gate' / 'folds.csv').columns  # 0/1 per image read from the run lengths
+    sub = tmp_path / 's.csv'
+    ok(kit('-q', 'predict', '--model', run, '--gate', tmp_path / 'gate', '--data', comp / 'dicom-images-test', '--sample', comp / 'sample_submission.csv', '-o', sub))
+    p = predict(tmp_path / 'gate', comp / 'dicom-images-test', workers=0, progress=False).set_index('image')['mask']
+    ok(kit('-q', 'predict', '--model', run, '--data', comp / 'dicom-images-test', '--sample', comp / 'sample_submission.csv', '-o', tmp_path / 'plain.csv'))
+    got, plain = (pd.read_csv(f, dtype=str).set_index('ImageId').EncodedPixels for f in (sub, tmp_path / 'plain.csv'))
+    assert all(got[i] == ('-1' if p[i] < GATE_EMPTY_MASK else plain[i]) for i in p.index)
+    assert validate_submission(sub, comp / 'sample_submission.csv', fmt='siim-acr') == []

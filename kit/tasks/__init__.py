@@ -20,6 +20,8 @@ class Task:
     description = ''
     cells = False  # predictions are submission cells (`predict_cells`), not numbers per output
     stand_in = 'the training label mean'  # what an unreadable test image is given instead of a prediction
+    monitor = 'valid_loss'  # the column of `metrics.csv` that picks the best epoch (lowest for a loss, else highest)
+    augments = True  # whether a run of this task is augmented by default (`RunSpec.augment` is then the run's; else always off)
     def recognises(self, labels, label_cols) -> bool:
         "Whether the label table `labels` (with `label_cols`) has this task's shape."
         return False
@@ -65,6 +67,9 @@ class Task:
         cols, label_cols = self.outputs(spec.label_cols, getattr(learn.dls, 'vocab', None)), list(spec.label_cols)
         return pd.concat([valid[['image']].reset_index(drop=True), pd.DataFrame(preds, columns=[f'pred_{c}' for c in cols]),
                           valid[label_cols].reset_index(drop=True)], axis=1).assign(fold=spec.fold)
+    def cell_options(self, fmt, run) -> dict:
+        "What `predict_cells` of a cells task needs of submission format `fmt` for run `run`; one line when the format cannot hold its predictions."
+        return {}
     def __repr__(self): return f'{type(self).__name__}({self.name!r})'
 
 # %% ../../nbs/06a_tasks.ipynb #05f419ee
@@ -103,7 +108,7 @@ def reading_task(columns) -> Task | None:
     return next((task for task in TASKS.values() if task.reads([str(c) for c in columns])), None)
 
 # %% ../../nbs/06a_tasks.ipynb #bfb7646a
-BUILTIN_TASKS = ('kit.tasks.classify', 'kit.tasks.segment')  # modules that register kit's own tasks, imported on first use
+BUILTIN_TASKS = ('kit.tasks.classify', 'kit.tasks.segment', 'kit.tasks.detect')  # modules that register kit's own tasks, imported on first use
 
 def _load_builtins():
     "Import the modules of kit's own tasks once (each registers its tasks)."

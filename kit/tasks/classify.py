@@ -63,6 +63,15 @@ class MultiLabel(_ImageTask):
         from fastai.data.block import MultiCategoryBlock
         return MultiCategoryBlock(encoded=True, vocab=list(label_cols))
     def get_y(self, label_cols): return LabelColumns(label_cols)
+    def read_labels(self, labels, meta, match='stem') -> pd.DataFrame:
+        "The wide label table of csv `labels`; a box or run-length csv as 0/1 per image (`finding` or `mask` first): the gate of a box or mask run."
+        from kit.boxes import box_image_labels, reads_boxes
+        from kit.data import read_csv_file, read_labels
+        from kit.tasks.segment import read_mask_table, reads_masks
+        columns = labels.columns if isinstance(labels, pd.DataFrame) else read_csv_file(labels, nrows=0).columns
+        if reads_boxes(columns): return box_image_labels(labels)
+        if reads_masks(columns): return read_mask_table(labels, meta, match)[['image', 'mask']]
+        return read_labels(labels)
     def stratify(self, label_cols): return 'any' if 'any' in label_cols else label_cols[0]
     def metrics(self, label_cols) -> list:
         from fastai.metrics import AccumMetric, ActivationType

@@ -14,24 +14,24 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.learner import Metric
-from fastai.torch_core import TensorImage
-from fasttransform import Transform
 
 from ..data import read_csv_file
 from ..masks import (RLE_COLUMNS, Triplet, apply_triplet, image_dice, mask_frame, mask_to_model, mask_to_original, read_mask_labels,
                        rle_decode, rle_encode, search_triplet, siim_dice)
+from ..pipeline import input_steps
 from . import Task, register_task
-from ..window import pixel_reduction
+from ..transforms import GrayToThree
 
 # %% auto #0
-__all__ = ['MASKS_FILE', 'TRIPLET_GRID', 'reads_masks', 'read_mask_table', 'mask_steps', 'to_model', 'to_original', 'MaskTarget',
-           'tensor_mask', 'GrayToThree', 'DiceBCELoss', 'SiimDice', 'unet_learner', 'read_masks_file', 'mask_of',
+__all__ = ['GATE_EMPTY_MASK', 'MASKS_FILE', 'TRIPLET_GRID', 'reads_masks', 'read_mask_table', 'to_model', 'to_original',
+           'MaskTarget', 'tensor_mask', 'DiceBCELoss', 'SiimDice', 'unet_learner', 'read_masks_file', 'mask_of',
            'Segment']
 
 # %% ../../nbs/07b_segment.ipynb #4d13fa93
 log = logging.getLogger(__name__)
 
 # %% ../../nbs/07b_segment.ipynb #d4dbe34c
+GATE_EMPTY_MASK = 0.5  # an image a gate (`kit predict --gate`) gives less chance of a mask than this gets none
 MASKS_FILE = 'masks.json'  # a mask run's post-processing: its labels' run-length convention, the triplet fitted on its validation images
 TRIPLET_GRID = dict(top_score=(0.5, 0.6, 0.7, 0.8, 0.9), min_area=(0., 0.0005, 0.001, 0.002, 0.004), pixel=(0.3, 0.4, 0.5))  # min_area: a share of the model's image
 
@@ -59,19 +59,11 @@ def read_mask_table(labels, # a run-length csv path or DataFrame: image id first
                          '_rles': [masks.rles[k] for k in images], '_convention': masks.convention})
 
 # %% ../../nbs/07b_segment.ipynb #0aa2a9ff
-def mask_steps(shape, # the original image's (rows, columns)
-               spec # the run's `RunSpec` (its `size`, and its cache's settings)
-              ) -> list[dict]:
-    "The `mask_to_model` steps that take a mask of an image of `shape` to the run's input: as `dicom_pixels` decodes it, or through its cache's image first."
-    made = spec.cache_settings
-    if made is None: return [dict(size=spec.size, reduce=pixel_reduction(shape, spec.size, pad=True), pad=True)]
-    return [dict(size=made.size, reduce=pixel_reduction(shape, made.size), pad=False), dict(size=spec.size, reduce=0, pad=True)]
-
 def to_model(mask, # the original image's 2D mask
              spec # the run's `RunSpec`
             ) -> np.ndarray:
     "`mask` (bool or [0, 1]) as a float32 map in the run's input geometry."
-    for step in mask_steps(mask.shape, spec): mask, _ = mask_to_model(mask, **step)
+    for step in input_steps(mask.shape, spec): mask, _ = mask_to_model(mask, **step)
     return mask
 
 def to_original(prob, # a `(H, W)` map in the run's input geometry
@@ -80,7 +72,7 @@ def to_original(prob, # a `(H, W)` map in the run's input geometry
                ) -> np.ndarray:
     "`prob` taken back to the original image of `shape`, float32."
     frames = []
-    for step in mask_steps(shape, spec):
+    for step in input_steps(shape, spec):
         frames.append(mask_frame(shape, **step))
         shape = frames[-1].size
     for frame in reversed(frames): prob = mask_to_original(prob, frame)
@@ -99,11 +91,6 @@ def tensor_mask(mask):
     "A 2D mask as fastai's `TensorMask` of class indices."
     from fastai.torch_core import TensorMask
     return TensorMask(torch.from_numpy(np.asarray(mask)).long())
-
-class GrayToThree(Transform):
-    "Batch transform: a one-channel image repeated to three channels, in training and at test time; others as they are."
-    order = 1  # before fastai's augmentations
-    def encodes(self, x: TensorImage): return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 # %% ../../nbs/07b_segment.ipynb #c829d139
 class DiceBCELoss:
@@ -242,7 +229,14 @@ class Segment(Task):
     def default_format(self, run) -> str:
         "The submission format of run `run`'s own labels: SIIM-ACR's (relative) or Kaggle's usual run lengths."
         return 'siim-acr' if read_masks_file(run)['convention'] == 'relative' else 'rle'
-    def predict_cells(self, outs, runs, specs, files, data, workers=None, convention=None) -> tuple[pd.DataFrame, dict]:
+    def cell_options(self, fmt, run) -> dict:
+        "What `predict_cells` needs of submission format `fmt`: its run-length convention; one line when it has none."
+        from kit.submit import SUBMISSION_FORMATS
+        if not fmt.mask_convention:
+            masks = ', '.join(n for n, f in SUBMISSION_FORMATS.items() if f.mask_convention)
+            raise ValueError(f'{run} predicts masks and format {fmt.name} has none: use {masks}')
+        return dict(convention=fmt.mask_convention)
+    def predict_cells(self, outs, runs, specs, files, data, workers=None, convention=None, gate=None) -> tuple[pd.DataFrame, dict]:
         "Each test file's run-length mask (`EncodedPixels`; '-1' for none, or when unreadable) from the mean of the runs' maps `outs`, and the unreadable files."
         from kit.meta import dicom_meta
         if data is None: raise ValueError("masks are written at each image's stored size, read from its header: give the test DICOM folder")
@@ -251,7 +245,8 @@ class Segment(Task):
         convention = convention or post['convention']
         meta = dicom_meta(files, workers=workers, progress=False).drop_duplicates('fname')
         shapes = {Path(f).stem: (int(r), int(c)) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns) if pd.notna(r) and pd.notna(c)}
-        cells = [rle_encode(mask_of(maps[k], shapes[k], specs[0], post['triplet']), convention) if f not in bad and k in maps and k in shapes else '-1'
+        shown = lambda f, k: f not in bad and k in maps and k in shapes and (gate is None or not gate.get(k, 1.) < GATE_EMPTY_MASK)
+        cells = [rle_encode(mask_of(maps[k], shapes[k], specs[0], post['triplet']), convention) if shown(f, k) else '-1'
                  for f, k in ((f, Path(f).stem) for f in files)]
         return pd.DataFrame({'image': [Path(f).stem for f in files], 'EncodedPixels': cells}), {f: bad[f] for f in files if f in bad}
 
