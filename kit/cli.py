@@ -207,6 +207,8 @@ def _add_train(sub):
                                                               "header or hist (default: a png or npy cache's own, else brain,subdural,bone)"),
            'window.list_windows')
     _spec_option(p, 'context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'))
+    _spec_option(p, 'slice_runs', nargs='+', default_text='none', help='--task series: the slice run(s) it reads, kit train --folds folders '
+                                                                     '(their out-of-fold predictions train it; kit predict chains both)')
     _spec_option(p, 'pretrained', action='store_true', help='start from pretrained weights (needs the internet or --weights)')
     _spec_option(p, 'weights', help='local weights file or folder (a Kaggle dataset), for internet-off kernels')
     _spec_option(p, 'augment', '--no-augment', action='store_false', help="no augmentation of the training batches (default: fastai's aug_transforms)")

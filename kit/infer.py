@@ -26,8 +26,8 @@ from .spec import RunSpec, spec_from_dict
 from .tasks import get_task
 
 # %% auto #0
-__all__ = ['GATE_COLUMNS', 'RunError', 'read_config', 'load_run', 'training_label_mean', 'run_predictions', 'predict',
-           'gate_probabilities']
+__all__ = ['GATE_COLUMNS', 'RunError', 'read_config', 'load_run', 'training_label_mean', 'run_predictions', 'run_frames',
+           'predict', 'gate_probabilities']
 
 # %% ../nbs/08_infer.ipynb #d6242d41
 log = logging.getLogger(__name__)
@@ -154,6 +154,24 @@ def _mean_preds(runs, outs, files) -> tuple[pd.DataFrame, dict]:
     if bad: values[~keep] = sum(mean()[cols].to_numpy() for _, _, mean in outs) / len(outs)
     return pd.DataFrame(values, columns=cols, index=pd.Index([Path(f).stem for f in files], name='image')), bad
 
+def _test_files(data, cache) -> list:
+    "The test DICOM files: those under `data`, or the sources of `cache`; one line when there are none."
+    if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
+    files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
+    if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
+    return files
+
+def run_frames(runs, # run folders
+               data, cache=None, tta=False, bs=64, workers=None, strict=False, progress=True # as `predict` takes them
+              ) -> dict:
+    "{run: its predictions of every test image, by image id}, not averaged: the input of a chained task; unreadable images get the run's training label mean."
+    files = _test_files(data, cache)
+    with tempfile.TemporaryDirectory() as workdir:  # caches made now, shared by the runs
+        outs = [_run_preds(r, files, data, cache, tta, bs, workers, workdir, strict, progress) for r in runs]
+    frames = {r: _mean_preds([r], [out], files)[0] for r, out in zip(runs, outs)}
+    if bad := {f: c for _, b, _ in outs for f, c in b.items()}: log.warning('%s', _bad_summary(bad, len(files), data))
+    return frames
+
 def predict(runs, # one run folder or several (their predictions are averaged)
             data, # folder of the test DICOMs (None: the images of `cache`)
             cache=None, # a `kit preprocess` cache of the test DICOMs
@@ -167,11 +185,11 @@ def predict(runs, # one run folder or several (their predictions are averaged)
            ) -> pd.DataFrame:
     "Mean predictions of `runs` (run folders) on the DICOMs under `data` (or the images of `cache`): `image`, a column per output; unreadable images get the label mean."
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
-    if data is None and cache is None: raise ValueError('nothing to predict: give the test DICOM folder, a kit preprocess cache of it, or both')
-    files = get_dicom_files(data) if data is not None else read_manifest(cache).source.tolist()
-    if not files: raise FileNotFoundError(f'{data if data is not None else cache}: no DICOM files')
-    if gate is not None and not get_task(read_config(runs[0]).task).cells: raise ValueError(f'a gate takes the cells of box and mask runs; {runs[0]} is a {read_config(runs[0]).task} run')
-    if (task := get_task(read_config(runs[0]).task)).cells:
+    files = _test_files(data, cache)
+    task = get_task(read_config(runs[0]).task)
+    if gate is not None and not task.cells: raise ValueError(f'a gate takes the cells of box and mask runs; {runs[0]} is a {task.name} run')
+    if task.chained: return task.predict_runs(runs, data, cache, tta, bs, workers, strict, progress)
+    if task.cells:
         if gate is not None: cells['gate'] = gate_probabilities(gate, data, cache, tta, bs, workers, strict, progress)
         specs = [read_config(r) for r in runs]
         with tempfile.TemporaryDirectory() as workdir:

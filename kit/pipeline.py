@@ -26,14 +26,15 @@ from .tasks import get_task, infer_task, reading_task
 from .window import DEFAULT_WINDOWS, parse_windows, pixel_reduction
 
 # %% auto #0
-__all__ = ['DEFAULT_SPEC_WINDOWS', 'cache_problem', 'resolve_spec', 'training_table', 'spec_inputs', 'input_steps', 'spec_block',
-           'spec_dataloaders', 'test_inputs', 'tolerant', 'unreadable_cause']
+__all__ = ['DEFAULT_SPEC_WINDOWS', 'DEFAULT_SIZE', 'cache_problem', 'resolve_spec', 'training_table', 'spec_inputs',
+           'input_steps', 'spec_block', 'spec_dataloaders', 'test_inputs', 'tolerant', 'unreadable_cause']
 
 # %% ../nbs/06f_pipeline.ipynb #be4ef3a6
 log = logging.getLogger(__name__)
 
 # %% ../nbs/06f_pipeline.ipynb #bb518c91
 DEFAULT_SPEC_WINDOWS = tuple(str(w) for w in parse_windows(DEFAULT_WINDOWS))
+DEFAULT_SIZE = 256  # the images' side when neither the run nor its cache says
 
 def cache_problem(spec, # a `RunSpec`
                   made # the cache's `CacheSettings`
@@ -45,18 +46,18 @@ def cache_problem(spec, # a `RunSpec`
     elif spec.windows is not None and tuple(spec.windows) != tuple(made.windows):
         return (f"it holds the windows {','.join(made.windows)} and the run asks for {','.join(spec.windows)}: a {made.format} cache "
                 'keeps the windows it was made with (leave --windows out, or make a png16 cache)')
-    if made.size is not None and made.size < max(spec.size):
+    if made.size is not None and spec.size is not None and made.size < max(spec.size):
         return (f'its images are {made.size} px on their longest side, and the run asks for {spec.size[0]}x{spec.size[1]}: '
                 f'they would be upsampled (preprocess with --size {max(spec.size)} or more)')
     return None
 
 def resolve_spec(spec) -> RunSpec:
     "`spec` with what its cache fixes: the cache's settings, and its windows when none were asked; one line when the cache cannot honour it."
-    if spec.cache is None: return replace(spec, windows=spec.windows or DEFAULT_SPEC_WINDOWS)
+    if spec.cache is None: return replace(spec, windows=spec.windows or DEFAULT_SPEC_WINDOWS, size=spec.size or DEFAULT_SIZE)
     made = read_cache_settings(spec.cache)
     if problem := cache_problem(spec, made): raise ValueError(f'the cache {spec.cache} cannot make the images of this run: {problem}')
     windows = spec.windows or (made.windows if made.format != 'png16' else DEFAULT_SPEC_WINDOWS)
-    return replace(spec, windows=windows, cache_settings=made)
+    return replace(spec, windows=windows, cache_settings=made, size=spec.size or made.size or DEFAULT_SIZE)
 
 # %% ../nbs/06f_pipeline.ipynb #34f1e114
 def training_table(spec, # a `RunSpec` with `labels`, and `data` or `cache`
@@ -64,9 +65,10 @@ def training_table(spec, # a `RunSpec` with `labels`, and `data` or `cache`
                   ) -> tuple[pd.DataFrame, RunSpec]:
     "The labelled table of `spec` with folds (and `context`), and the spec with its label columns and task found."
     if spec.data is None and spec.cache is None: raise ValueError('nothing to train on: give the DICOM folder, a kit preprocess cache, or both')
-    meta = dicom_meta(spec.data, workers=workers, progress=False) if spec.data is not None else cache_meta(spec.cache, positions=spec.context > 0)
-    if spec.context: meta = meta.assign(context=slice_context(meta, spec.context))
     task = get_task(spec.task) if spec.task else reading_task(read_csv_file(spec.labels, nrows=0).columns)
+    positions = spec.context > 0 or (task is not None and task.ordered)
+    meta = dicom_meta(spec.data, workers=workers, progress=False) if spec.data is not None else cache_meta(spec.cache, positions=positions)
+    if spec.context: meta = meta.assign(context=slice_context(meta, spec.context))
     labels = task.read_labels(spec.labels, meta, spec.match) if task else read_labels(spec.labels)
     table = label_table(meta, labels, spec.match)
     label_cols = list(spec.label_cols) or [c for c in labels.columns if c != 'image' and not c.startswith('_')]

@@ -26,9 +26,10 @@ class RunSpec:
     task: str | None = None  # a registered task (`list_tasks`); None: inferred from the labels
     label_cols: tuple = ()  # the outputs' labels, in order (found from the labels when empty)
     arch: str = 'resnet18'  # any timm model name
-    size: tuple = (256, 256)  # the images' (H, W); one side means a square
+    size: tuple | None = None  # the images' (H, W); one side means a square; None: the side of the cache's images, else 256
     windows: tuple | None = None  # each channel's window; None: the cache's own, or brain,subdural,bone
     context: int = 0  # neighbouring slices on either side, as extra channels (2.5D)
+    slice_runs: tuple = ()  # series task: the slice run(s), `kit train --folds` folders, whose out-of-fold predictions it reads
     augment: bool = True  # fastai's `aug_transforms` on the training batches
     epochs: int = 5  # of fastai's one-cycle schedule
     lr: float | str = 2e-3  # learning rate, or 'auto' for fastai's `lr_find`
@@ -47,7 +48,7 @@ class RunSpec:
 
     def __post_init__(self):
         from kit.window import image_shape, parse_windows
-        norm = dict(size=image_shape(self.size), label_cols=tuple(map(str, self.label_cols)),
+        norm = dict(size=None if self.size is None else image_shape(self.size), label_cols=tuple(map(str, self.label_cols)), slice_runs=tuple(map(str, self.slice_runs)),
                     windows=None if self.windows is None else tuple(str(w) for w in parse_windows(self.windows)),
                     lr=self.lr if self.lr == 'auto' else float(self.lr), context=int(self.context),
                     **{k: None if getattr(self, k) is None else str(getattr(self, k)) for k in ('data', 'labels', 'cache', 'weights')})

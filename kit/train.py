@@ -22,7 +22,7 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import num_distrib, rank_distrib, set_seed
 from fastai.vision.learner import vision_learner
 
-from .pipeline import resolve_spec, spec_dataloaders, training_table
+from .pipeline import resolve_spec, training_table
 from .spec import FOUND, RunSpec, write_spec
 from .tasks import get_task
 
@@ -148,7 +148,7 @@ def fit_run(spec, # a `RunSpec`: what to train on and how
     out = Path(out)
     set_seed(spec.seed, reproducible=True)
     table, spec = training_table(resolve_spec(spec), spec.workers)
-    dls = spec_dataloaders(spec, table)
+    dls = get_task(spec.task).dataloaders(spec, table)
     learn = _precision(get_task(spec.task).learner(dls, spec, out), spec.precision)
     lr = float(learn.lr_find(show_plot=False).valley) if spec.lr == 'auto' else spec.lr
     spec = replace(spec, lr=lr, n_train=int((table.fold != spec.fold).sum()), n_valid=int((table.fold == spec.fold).sum()), versions=package_versions())

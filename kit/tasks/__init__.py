@@ -22,6 +22,8 @@ class Task:
     stand_in = 'the training label mean'  # what an unreadable test image is given instead of a prediction
     monitor = 'valid_loss'  # the column of `metrics.csv` that picks the best epoch (lowest for a loss, else highest)
     augments = True  # whether a run of this task is augmented by default (`RunSpec.augment` is then the run's; else always off)
+    ordered = False  # reads each series in slice order: the training table needs the slices' positions
+    chained = False  # predicts from other runs' predictions (`predict_runs`), not from the images
     def recognises(self, labels, label_cols) -> bool:
         "Whether the label table `labels` (with `label_cols`) has this task's shape."
         return False
@@ -41,6 +43,10 @@ class Task:
     def blocks(self, spec) -> tuple:
         "The target block and `get_y` of run spec `spec`: `y_block` and `get_y` of its label columns."
         return self.y_block(spec.label_cols), self.get_y(spec.label_cols)
+    def dataloaders(self, spec, table):
+        "The fastai `DataLoaders` of training table `table` under run spec `spec`: the pipeline's images and this task's targets."
+        from kit.pipeline import spec_dataloaders
+        return spec_dataloaders(spec, table)
     def learner(self, dls, spec, path):
         "The fastai `Learner` of run spec `spec` on `dls`, saving under `path`."
         raise NotImplementedError(f'task {self.name} has no learner')
@@ -67,6 +73,9 @@ class Task:
         cols, label_cols = self.outputs(spec.label_cols, getattr(learn.dls, 'vocab', None)), list(spec.label_cols)
         return pd.concat([valid[['image']].reset_index(drop=True), pd.DataFrame(preds, columns=[f'pred_{c}' for c in cols]),
                           valid[label_cols].reset_index(drop=True)], axis=1).assign(fold=spec.fold)
+    def predict_runs(self, runs, data, cache=None, tta=False, bs=64, workers=None, strict=False, progress=True) -> pd.DataFrame:
+        "The predictions of a chained task's `runs` on the test images (`kit.infer.predict`'s arguments): `image`, a column per output."
+        raise NotImplementedError(f'task {self.name} predicts from the images')
     def cell_options(self, fmt, run) -> dict:
         "What `predict_cells` of a cells task needs of submission format `fmt` for run `run`; one line when the format cannot hold its predictions."
         return {}
@@ -108,7 +117,7 @@ def reading_task(columns) -> Task | None:
     return next((task for task in TASKS.values() if task.reads([str(c) for c in columns])), None)
 
 # %% ../../nbs/06a_tasks.ipynb #bfb7646a
-BUILTIN_TASKS = ('kit.tasks.classify', 'kit.tasks.segment', 'kit.tasks.detect')  # modules that register kit's own tasks, imported on first use
+BUILTIN_TASKS = ('kit.tasks.classify', 'kit.tasks.segment', 'kit.tasks.detect', 'kit.tasks.series')  # modules that register kit's own tasks, imported on first use
 
 def _load_builtins():
     "Import the modules of kit's own tasks once (each registers its tasks)."
