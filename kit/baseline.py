@@ -17,12 +17,13 @@ import pandas as pd
 from .data import read_csv_file
 from .layout import LayoutError, find_layout, sample_format, sample_key  # LayoutError: `kit baseline` reports it as a usage error
 from .parallel import n_workers
-from .plan import LADDERS, RESERVE, Plan, measure_render, measure_step, pick_context, pick_windows, plan_training
+from .plan import LADDERS, RESERVE, Plan, measure_render, measure_step, pick_context, pick_series, pick_windows, plan_training
+from .plan import SERIES_EPOCHS, SERIES_LR
 from .submit import write_submission
 
 # %% auto #0
 __all__ = ['stage', 'long_log_loss', 'label_prior', 'label_examples', 'images_figure', 'windows_figure', 'default_out',
-           'baseline', 'baseline_report']
+           'value_scores', 'confounder_check', 'baseline', 'baseline_report']
 
 # %% ../nbs/16_baseline.ipynb #3ba792d6
 log = logging.getLogger(__name__)
@@ -123,33 +124,71 @@ def _metas(layout, out, workers, progress) -> dict:
         res[f'{split}_s'] = time.perf_counter() - start
     return res
 
-def _audit(metas, layout) -> list[str]:
-    "The audit's findings; one finding saying why when it cannot run (it advises, it never stops the baseline)."
+def _audit(metas, layout) -> tuple[list[str], dict]:
+    "The audit's findings and its likely confounders ({column: the label it predicts}); one finding saying why when it cannot run (it advises, it never stops the baseline)."
     from kit.audit import audit
     from kit.tasks import get_task
     try:  # the image labels of the csv: a box or run-length csv as 0/1 per image (`finding`, `mask`), as a gate reads it
         labels = get_task('multi').read_labels(layout.labels, metas['train'], layout.match)
-        return audit(metas['train'], labels, metas['test'], layout.match).findings
+        res = audit(metas['train'], labels, metas['test'], layout.match)
+        flagged = res.leaks[res.leaks.flag == 'LEAK?'] if len(res.leaks) else res.leaks
+        return res.findings, dict(zip(flagged.get('column', []), flagged.get('best_label', [])))
     except (ValueError, KeyError) as e:
         log.warning('the audit could not run: %s', e)
-        return [f'The audit could not run: {" ".join(str(e).split())}']
+        return [f'The audit could not run: {" ".join(str(e).split())}'], {}
+
+# %% ../nbs/16_baseline.ipynb #87e09d68
+def _image_values(meta, column, match) -> pd.Series:
+    "Header `column` of header table `meta` by image id (`match`: 'stem' of the file name, or a header column)."
+    ids = meta.fname.map(lambda f: Path(f).stem) if match == 'stem' else meta[match]
+    return pd.Series(meta[column].astype(str).to_numpy(), index=ids.astype(str).to_numpy()).groupby(level=0).first()
+
+def value_scores(oof, # a run's `oof.csv`: `image`, `pred_<label>`, `<label>`
+                 values, # the header value of each image, by image id (`_image_values`)
+                 label # a 0/1 label
+                ) -> pd.DataFrame:
+    "The validation AUC of `label` for each header value (NaN where the value has one class), its images and positive rate, most images first."
+    from kit.tasks.classify import mean_auc
+    df = pd.read_csv(oof).assign(image=lambda d: d.image.astype(str))
+    df['value'] = df.image.map(values)
+    auc = lambda g: mean_auc(g[[f'pred_{label}']].to_numpy(), g[[label]].to_numpy())
+    table = df.groupby('value').apply(lambda g: pd.Series(dict(auc=auc(g), images=len(g), positive=g[label].mean())), include_groups=False)
+    return table.sort_values('images', ascending=False)
+
+def confounder_check(oof, # the run's `oof.csv`
+                     metas, # the baseline's header tables (`_metas`)
+                     column, # a header column the audit flags as a likely confounder
+                     label, # the label it predicts
+                     match='stem'
+                    ) -> str:
+    "What the baseline checked of a likely confounder: the validation AUC per value of `column`, and the test's values that no training image has."
+    try:
+        scores = value_scores(oof, _image_values(metas['train'], column, match), label)
+        unseen = sorted(set(metas['test'][column].dropna().astype(str)) - set(metas['train'][column].dropna().astype(str))) if column in metas['test'] else []
+    except (KeyError, ValueError) as e: return f'{column}: the validation score per value could not be made ({e})'
+    per = '; '.join(f'{v} {r.auc:.2f} ({r.images:.0f} images, {r.positive:.0%} positive)' for v, r in scores.head(5).iterrows())
+    said = f"{column} (a likely confounder): validation AUC of `{label}` per value: {per}."
+    if unseen: said += (f" The test images come from {', '.join(unseen[:3])}, which no training image does: the validation score does not say "
+                        'how the model does there, and a model that learnt the column instead of the images will do worse.')
+    return said
 
 # %% ../nbs/16_baseline.ipynb #b42963cb
-def _plan(layout, metas, seconds, arch, size, epochs, workers, context) -> Plan:
+def _plan(layout, metas, seconds, arch, size, epochs, workers, context, series=None) -> Plan:
     "Measure the speed of this machine (unless `size` and `epochs` are both fixed), then `plan_training` in the `seconds` left."
     import torch
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     lad, windows = LADDERS['gpu' if device == 'cuda' else 'cpu'], pick_windows(metas['train'])
-    context = pick_context(metas['train']) if context is None else context
+    series = pick_series(metas['train']) if series is None else series
+    context = (0 if series else pick_context(metas['train'])) if context is None else context
     bs = min(lad.bs, max(2, layout.n_train // 4))
     if size and epochs:
-        plan = plan_training(layout.n_train, layout.n_test, seconds, 0., device == 'cuda', arch, size, epochs, windows, context)
+        plan = plan_training(layout.n_train, layout.n_test, seconds, 0., device == 'cuda', arch, size, epochs, windows, context, series)
         return replace(plan, seconds=float('nan'), note='side and epochs fixed by --size and --epochs')
     t0 = measure_step(arch or lad.arch, lad.measured, bs, device, len(layout.label_cols))
     prep = (layout.n_train + layout.n_test) * measure_render(metas['train'].fname, windows, size or lad.measured) / max(1, workers)
     left = (seconds - prep - metas['train_s']) * (1 - RESERVE)
     log.info('%.3f s per training image at %d px; about %.0f s to preprocess; %.0f s left to train and predict', t0, lad.measured, prep, left)
-    return plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context)
+    return plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series)
 
 # %% ../nbs/16_baseline.ipynb #b82bf749
 def _out_folder(out, root) -> Path:
@@ -167,11 +206,14 @@ def _preprocess(layout, out, plan, workers, progress):
         preprocess(getattr(layout, split), out / f'cache_{split}', plan.windows, plan.size, workers=workers, progress=progress, rebuild=True)
 
 def _train(layout, out, plan, workers, seed, progress) -> dict:
-    "Train fold 0 of 5 as planned on the cached images into `out/run`; the best epoch's metrics."
-    from kit.train import train
-    return train(layout.train, layout.labels, out / 'run', arch=plan.arch, size=plan.size, epochs=plan.epochs, bs=plan.bs, lr=plan.lr,
-                 cache=out / 'cache_train', windows=plan.windows, match=layout.match, precision=plan.precision, workers=workers, seed=seed,
-                 progress=progress, context=plan.context)
+    "Train as planned on the cached images: fold 0 of 5 into `out/run`; or each of the plan's folds into `out/slices` and the series stage on them into `out/run`. The best epoch's metrics of `out/run`."
+    from kit.spec import RunSpec
+    from kit.train import fit_folds, fit_run
+    spec = RunSpec(layout.train, layout.labels, out / 'cache_train', layout.match, arch=plan.arch, size=plan.size, windows=plan.windows,
+                   context=plan.context, epochs=plan.epochs, lr=plan.lr, bs=plan.bs, precision=plan.precision, seed=seed, workers=workers)
+    if not plan.series: return fit_run(spec, out / 'run', progress)
+    fit_folds(replace(spec, n_folds=plan.folds), out / 'slices', progress)
+    return fit_run(replace(spec, task='series', slice_runs=[out / 'slices'], n_folds=plan.folds, epochs=SERIES_EPOCHS, lr=SERIES_LR), out / 'run', progress)
 
 # %% ../nbs/16_baseline.ipynb #6727a008
 def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in a kernel)
@@ -185,7 +227,8 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
              size=None, # image side instead of the budget's choice
              epochs=None, # epochs instead of the budget's choice
              workers=None, # processes (None: all cores)
-             context=None, # neighbouring slices on either side (None: 1 for CT series, `pick_context`)
+             context=None, # neighbouring slices on either side (None: 1 for CT series, `pick_context`; 0 with a series stage)
+             series=None, # slice runs on every fold, then a series stage (None: for CT series of `SERIES_SLICES` slices or more, `pick_series`)
              seed=0, # of the folds, the model and the batches
              plan=None, # a `Plan` to follow instead of measuring this machine and fitting `minutes` (`kit demo`'s)
              solution=None, # the held-out answers (csv like the sample): the report scores the submission and shows where the model looks
@@ -201,10 +244,10 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
     with stage(times, 'meta'): metas = _metas(layout, out, workers, progress)
     sample_df = read_csv_file(layout.sample)
     key = sample_key(sample_df, metas['test'], layout.label_cols, layout.match, str(layout.sample))  # before training, not after
-    with stage(times, 'audit'): findings = _audit(metas, layout)
+    with stage(times, 'audit'): findings, confounders = _audit(metas, layout)
     budget = None if plan is not None else minutes
     with stage(times, 'plan'):
-        plan = plan or _plan(layout, metas, minutes * 60 - (time.perf_counter() - start), arch, size, epochs, workers, context)
+        plan = plan or _plan(layout, metas, minutes * 60 - (time.perf_counter() - start), arch, size, epochs, workers, context, series)
     log.info('plan: %s', plan.describe())
     with stage(times, 'preprocess'): _preprocess(layout, out, plan, workers, progress)
     with stage(times, 'train'): best = _train(layout, out, plan, workers, seed, progress)
@@ -213,8 +256,9 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
                                          cache=out / 'cache_test', meta=metas['test'], workers=workers, progress=progress,
                                          predictions=out / 'predictions.csv')
     if problems: raise ValueError(f"{out / 'submission.csv'} is invalid: {problems[0]}")
+    checks = [confounder_check(out / 'run' / 'oof.csv', metas, c, label, layout.match) for c, label in confounders.items()]
     res = dict(title=title or f'kit baseline: {layout.root.name}', layout=layout, plan=plan, key=key, best_epoch=best, times=times,
-               findings=findings, out=out, minutes=budget, rows=len(sub), numerics=_numerics())
+               findings=findings, checks=[c for c in checks if c], out=out, minutes=budget, rows=len(sub), numerics=_numerics())
     if solution is not None:
         with stage(times, 'explain'): _explain(layout, out, solution)
         res.update(_score(sub, solution, layout.labels, weights))
@@ -223,9 +267,11 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
 
 # %% ../nbs/16_baseline.ipynb #85980140
 def _explain(layout, out, solution):
-    "Saliency of the test images the run is surest are positive, with their truth from `solution`, to `out/saliency.png`."
+    "Saliency of the test images the run (a series run's first slice run) is surest are positive, with their truth from `solution`, to `out/saliency.png`."
     from kit.explain import write_saliency
-    write_saliency(out / 'run', layout.test, out / 'saliency.png', out / 'cache_test', labels=solution, pick='top', dpi=80)
+    from kit.infer import read_config
+    run = out / 'slices' / 'fold_0' if read_config(out / 'run').task == 'series' else out / 'run'
+    write_saliency(run, layout.test, out / 'saliency.png', out / 'cache_test', labels=solution, pick='top', dpi=80)
 
 def _score(sub, solution, labels, weights) -> dict:
     "The weighted log loss of submission `sub` against `solution`, and that of the label prior of training `labels`."
@@ -260,6 +306,10 @@ def baseline_report(res) -> str:
     best = ', '.join(f'{k} {v:.4g}' for k, v in res['best_epoch'].items())
     rows = 'one row per test image' if key.name == 'stem' else f'images reduced to {key.name} by the {key.how}'
     findings = '\n'.join(f'- {f}' for f in res['findings'][:5])
+    checks = ''.join(f'- {c}\n' for c in res.get('checks', []))
+    checks = f'\nWhat the baseline checked of its confounders:\n\n{checks}' if checks else ''
+    validated = (f'the series stage, fold 0 of {plan.folds}, on the out-of-fold predictions of {plan.folds} slice runs' if plan.series
+                 else 'fold 0 of 5')
     score = looks = ''
     if 'score' in res:
         weights = ', '.join(f'`{k}` {v:g}' for k, v in res['weights'].items()) or 'none'
@@ -278,7 +328,7 @@ Plan: {plan.describe()}.
 Made with {res.get('numerics', 'unrecorded numerics')}: a rerun with these and the same seed scores the same to the last
 digit; another thread count, CPU instruction set, device or torch version rounds the sums of training otherwise.
 
-Validation, best epoch (fold 0 of 5, grouped by patient): {best}.
+Validation, best epoch ({validated}, grouped by patient): {best}.
 
 | stage | seconds |
 |---|---|
@@ -287,7 +337,7 @@ Validation, best epoch (fold 0 of 5, grouped by patient): {best}.
 
 ## Leakage audit, top findings
 {findings}
-
+{checks}
 ## A batch in its windows
 ![batch](batch.png)
 

@@ -151,7 +151,7 @@ def _label_csv(path, probes, strict=False) -> dict | None:
     return None if match is None else dict(labels=Path(path), form=form, match=match, label_cols=cols)
 
 def _labels(root, csvs, probes, given) -> dict:
-    "The label csv: `given`, else the one csv (not a sample) whose ids are those of the training images."
+    "The label csv: `given`, else the one csv (not a sample) whose ids are those of the training images (of several, the one named like train*)."
     if given is not None:
         path = _given(given, root, 'labels')
         if (res := _label_csv(path, probes, strict=True)) is None:
@@ -159,6 +159,7 @@ def _labels(root, csvs, probes, given) -> dict:
         return res
     found = [r for c in csvs if not _is_sample(c) and (r := _label_csv(c, probes)) is not None]
     if not found: raise LayoutError(f'no csv under {root} has the ids of the training images in its first column: give the labels with --labels')
+    if len(found) > 1 and len(named := [r for r in found if 'train' in r['labels'].name.lower()]) == 1: return named[0]  # stage_2_train.csv beside a table of extras
     if len(found) > 1:
         raise LayoutError(f"{len(found)} csvs could be the labels ({', '.join(os.path.relpath(r['labels'], root) for r in found)}): "
                           'choose one with --labels')

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR', 'EPOCH_FIXED_S', 'RESERVE', 'CONTEXT_COST', 'Ladder', 'Plan',
-           'image_seconds', 'run_seconds', 'plan_training', 'measure_step', 'measure_render', 'pick_windows',
-           'pick_context']
+__all__ = ['LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR', 'EPOCH_FIXED_S', 'RESERVE', 'CONTEXT_COST', 'SERIES_FOLDS',
+           'SERIES_SLICES', 'SERIES_EPOCHS', 'SERIES_LR', 'Ladder', 'Plan', 'image_seconds', 'run_seconds',
+           'plan_training', 'measure_step', 'measure_render', 'pick_windows', 'pick_series', 'pick_context']
 
 # %% ../nbs/15a_plan.ipynb #3ba792d6
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ LADDERS = {'cpu': Ladder('resnet18', (128, 96, 64, 32), 64, 'fp32', 32),
 MIN_EPOCHS, MAX_EPOCHS = 4, 20
 EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.2, 3., 0.15
 CONTEXT_COST = 0.1  # extra time per training image for each neighbouring slice it reads (one on either side: +17-24% measured on 2 CPUs)
+SERIES_FOLDS, SERIES_SLICES = 3, 8  # a series stage trains the slice model on this many folds, for series of this many slices or more (median)
+SERIES_EPOCHS, SERIES_LR = 30, 2e-3  # of the series stage itself (seconds on a CPU)
 
 @dataclass(frozen=True)
 class Plan:
@@ -50,11 +52,14 @@ class Plan:
     note: str = ''
     context: int = 0  # neighbouring slices on either side (2.5D)
     lr: float = 1e-2  # learning rate
+    folds: int = 1  # slice runs trained, one per fold: `SERIES_FOLDS` for a series stage on their out-of-fold predictions
+    series: bool = False  # a series stage (`kit train --task series`) after the slice runs
 
     def describe(self) -> str:
         "The plan in one line."
         windows = f', windows {self.windows}' if self.windows else ''
         windows += f', {self.context} neighbouring slice(s) on either side' if self.context else ''
+        windows += f', on each of {self.folds} folds, then a series stage on their out-of-fold predictions' if self.series else ''
         cost = f'about {self.seconds:.0f} s of the {self.budget:.0f} s left' if self.seconds == self.seconds else ''  # nan: not estimated
         why = '; '.join(w for w in (cost, self.note) if w)
         return f'{self.arch} at {self.size} px, {self.epochs} epoch(s), batch {self.bs}, {self.precision}{windows}: {why}'
@@ -85,19 +90,21 @@ def plan_training(n_train, # training images
                   size=None, # image side (None: the largest that fits)
                   epochs=None, # epochs (None: as many as fit)
                   windows='', # windows, recorded in the plan
-                  context=0 # neighbouring slices on either side: each item reads `2 * context + 1` cached images
+                  context=0, # neighbouring slices on either side: each item reads `2 * context + 1` cached images
+                  series=False # train `SERIES_FOLDS` slice runs, then a series stage (seconds): each fold gets its share of `seconds`
                  ) -> Plan:
     "Arch, side and epochs that fit training on `n_train` images and predicting `n_test` in `seconds`, at `t0` s per image (ladder's side)."
-    lad = LADDERS['gpu' if gpu else 'cpu']
-    t0 = t0 * (1 + 2 * context * CONTEXT_COST)
+    lad, folds = LADDERS['gpu' if gpu else 'cpu'], SERIES_FOLDS if series else 1
+    t0, seconds = t0 * (1 + 2 * context * CONTEXT_COST), seconds / folds
     cost = lambda s, e: run_seconds(n_train, n_test, image_seconds(t0, lad.measured, s), e)
     sizes = (size,) if size else lad.sizes
     s = next((s for s in sizes if cost(s, epochs or MIN_EPOCHS)[1] <= seconds), sizes[-1])
     epoch, _ = cost(s, 1)
     e = epochs or int(np.clip((seconds - cost(s, 0)[1]) // epoch, 1, MAX_EPOCHS))
     total, note = cost(s, e)[1], ''
-    if total > seconds: note = f'over budget by {total - seconds:.0f} s: give more --minutes, or --size/--epochs'
-    return Plan(arch or lad.arch, s, e, min(lad.bs, max(2, n_train // 4)), lad.precision, windows, total, seconds, note, context)
+    if total > seconds: note = f'over budget by {folds * (total - seconds):.0f} s: give more --minutes, or --size/--epochs'
+    return Plan(arch or lad.arch, s, e, min(lad.bs, max(2, n_train // 4)), lad.precision, windows, folds * total, folds * seconds, note, context,
+                folds=folds, series=series)
 
 # %% ../nbs/15a_plan.ipynb #bc0283e6
 def measure_step(arch, # timm model name
@@ -139,9 +146,18 @@ def pick_windows(meta) -> str:
     modality = meta['Modality'].dropna().astype(str).mode() if 'Modality' in meta else pd.Series([], dtype=str)
     return DEFAULT_WINDOWS if len(modality) and modality.iloc[0] == 'CT' else 'hist'
 
+def _placed_slices(meta) -> pd.Series:
+    "The slices with a position along the slice normal in each series of CT header table `meta` (empty for other images)."
+    from kit.data import slice_positions
+    if pick_windows(meta) == 'hist' or 'SeriesInstanceUID' not in meta: return pd.Series([], dtype=float)
+    return pd.Series(np.isfinite(slice_positions(meta)), index=meta.index).groupby(meta['SeriesInstanceUID']).sum()
+
+def pick_series(meta) -> bool:
+    "Whether a series stage is worth it: CT series of `SERIES_SLICES` slices or more (median), which a GRU reads whole."
+    placed = _placed_slices(meta)
+    return bool(len(placed) > 0 and placed.median() >= SERIES_SLICES)
+
 def pick_context(meta) -> int:
     "Neighbouring slices for each image: 1 (2.5D, the first step of strong head-CT solutions) when the images are CT series of 3 slices or more, else 0."
-    from kit.data import slice_positions
-    if pick_windows(meta) == 'hist' or 'SeriesInstanceUID' not in meta: return 0
-    placed = pd.Series(np.isfinite(slice_positions(meta)), index=meta.index).groupby(meta['SeriesInstanceUID']).sum()
+    placed = _placed_slices(meta)
     return int(len(placed) > 0 and placed.median() >= 3)

@@ -138,3 +138,15 @@ def test_default_output_is_kaggle_working_in_a_kernel(monkeypatch):
     assert default_out() == Path('baseline') or Path('/kaggle/input').is_dir()
     monkeypatch.setenv('KAGGLE_KERNEL_RUN_TYPE', 'Interactive')
     assert default_out() == Path('/kaggle/working')
+
+
+def test_long_ct_series_get_slice_runs_on_every_fold_then_a_series_stage(tmp_path):
+    "CT series of 8 slices or more: the slice model on each of 3 folds, a series stage on their out-of-fold predictions, the submission from both."
+    comp = make_competition(tmp_path / 'comp', n_patients=12, slices=8, size=64, seed=3, bleeds='3d', shift='hospital')
+    r = kit('baseline', comp['train'].parent, '--out', tmp_path / 'out', *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]  # bleeds.csv beside train.csv: the one named like train* is the labels
+    assert 'on each of 3 folds, then a series stage' in r.stderr
+    report = check_outputs(tmp_path / 'out', comp['sample'])
+    assert 'the series stage, fold 0 of 3' in report and 'neighbouring' not in report, report
+    assert yaml.safe_load((tmp_path / 'out' / 'run' / 'config.yaml').read_text())['task'] == 'series'
+    assert all((tmp_path / 'out' / 'slices' / f'fold_{k}' / 'model.pkl').exists() for k in range(3))
