@@ -24,6 +24,7 @@ import kit.train as _train
 import kit.tasks.classify as _tasks_classify
 import kit.tasks.segment as _tasks_segment
 import kit.tasks.detect as _tasks_detect
+import kit.tasks.series as _tasks_series
 import kit.infer as _infer
 import kit.submit as _submit
 import kit.kaggle_tools as _kaggle_tools
@@ -52,6 +53,7 @@ from .train import *
 from .tasks.classify import *
 from .tasks.segment import *
 from .tasks.detect import *
+from .tasks.series import *
 from .infer import *
 from .submit import *
 from .kaggle_tools import *
@@ -66,7 +68,7 @@ from .demo import *
 
 __all__ = [*_dicom.__all__, *_parallel.__all__, *_meta.__all__, *_synth.__all__, *_window.__all__, *_cache.__all__,
            *_transforms.__all__, *_data.__all__, *_tasks.__all__, *_boxes.__all__, *_masks.__all__, *_spec.__all__,
-           *_pipeline.__all__, *_train.__all__, *_tasks_classify.__all__, *_tasks_segment.__all__, *_tasks_detect.__all__, *_infer.__all__,
-           *_submit.__all__,
+           *_pipeline.__all__, *_train.__all__, *_tasks_classify.__all__, *_tasks_segment.__all__, *_tasks_detect.__all__,
+           *_tasks_series.__all__, *_infer.__all__, *_submit.__all__,
            *_kaggle_tools.__all__, *_audit.__all__, *_eda.__all__, *_explain.__all__, *_anonymize.__all__,
            *_layout.__all__, *_plan.__all__, *_baseline.__all__, *_demo.__all__]

@@ -187,6 +187,8 @@ def predict(runs, # one run folder or several (their predictions are averaged)
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
     files = _test_files(data, cache)
     task = get_task(read_config(runs[0]).task)
+    if mixed := [r for r in runs[1:] if get_task(read_config(r).task).chained != task.chained]:
+        raise ValueError(f'{mixed[0]} cannot be averaged with {runs[0]}: a series run predicts from its slice runs itself; give series runs or image runs')
     if gate is not None and not task.cells: raise ValueError(f'a gate takes the cells of box and mask runs; {runs[0]} is a {task.name} run')
     if task.chained: return task.predict_runs(runs, data, cache, tta, bs, workers, strict, progress)
     if task.cells:

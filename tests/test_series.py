@@ -68,3 +68,35 @@ def test_the_series_runs_refusals_are_one_line(series, tmp_path):
         r = kit(*common, *extra, '--out', tmp_path / name.replace(' ', '_'))
         lines = r.stderr.strip().splitlines()
         assert r.returncode != 0 and len(lines) == 1 and said in lines[0], (name, r.stderr[-2000:])
+
+
+def test_slice_runs_are_found_beside_a_moved_folds_series_run_and_a_series_run_is_not_one(series, tmp_path):
+    from kit.tasks.series import slice_run_folders
+    root, _ = series
+    shutil.copytree(root / 'slices', tmp_path / 'slices')
+    found = slice_run_folders([tmp_path / 'gone' / 'slices'], base=tmp_path / 'series' / 'fold_1')  # a --folds series run's fold
+    assert found == [[tmp_path / 'slices' / f'fold_{k}' for k in range(3)]]
+    with pytest.raises(ValueError, match='a series run, not a slice run'): slice_run_folders([root / 'series'])
+
+
+def test_tta_leaves_the_slice_stage_as_the_series_model_learnt_it_and_mixed_runs_are_refused(series, tmp_path):
+    root, comp = series
+    ok(_predict(root, comp, root / 'series', tmp_path / 'a.csv', '--cache', root / 'cache_test'))
+    r = ok(_predict(root, comp, root / 'series', tmp_path / 't.csv', '--cache', root / 'cache_test', '--tta'))
+    assert 'not applied to the slice stage' in r.stderr
+    assert (pd.read_csv(tmp_path / 'a.csv').Label - pd.read_csv(tmp_path / 't.csv').Label).abs().max() < 1e-6
+    r = kit('-q', 'predict', '--model', root / 'series', root / 'slices' / 'fold_0', '--cache', root / 'cache_test', '--sample', comp / 'sample_submission.csv', '-o', tmp_path / 'm.csv')
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and 'cannot be averaged' in lines[0], r.stderr[-2000:]
+
+
+def test_a_test_slice_the_cache_could_not_read_still_gets_its_rows(series, tmp_path):
+    root, comp = series
+    test = tmp_path / 'test'
+    shutil.copytree(comp / 'test_images', test)
+    bad = sorted(test.glob('*.dcm'))[0]
+    bad.write_bytes(bad.read_bytes()[:300])
+    kit('-q', 'preprocess', test, tmp_path / 'cache', '--size', 32)
+    ok(_predict(root, comp, root / 'series', tmp_path / 's.csv', '--cache', tmp_path / 'cache'))
+    sub = pd.read_csv(tmp_path / 's.csv')
+    assert sub.Label.between(0, 1).all() and sub.ID.str.startswith(bad.stem + '_').sum() == 4

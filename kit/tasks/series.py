@@ -31,21 +31,24 @@ log = logging.getLogger(__name__)
 # %% ../../nbs/07d_series.ipynb #c22a0b41
 def slice_run_folders(runs, # `kit train` run folders, or `kit train --folds` folders of `fold_<k>` runs
                       base=None # where to look for a run that is not where it was (a series run's folder: moved runs travel together)
-                     ) -> list[Path]:
-    "The run folders of slice runs `runs`, a `--folds` folder given as its `fold_<k>` runs; one line when one is neither."
+                     ) -> list[list[Path]]:
+    "The fold runs of each of slice runs `runs` (a `--folds` folder gives its `fold_<k>` runs); one line when one is neither."
+    from kit.infer import read_config
     found = []
     for run in map(Path, runs):
-        if not run.exists() and base is not None and (Path(base).parent / run.name).exists(): run = Path(base).parent / run.name
+        if not run.exists() and base is not None:  # beside the series run, or beside its --folds folder
+            run = next((p for p in (Path(base).parent / run.name, Path(base).parent.parent / run.name) if p.exists()), run)
         folds = [run] if (run / 'config.yaml').is_file() else sorted(f.parent for f in run.glob('fold_*/config.yaml'))
         if not folds: raise FileNotFoundError(f'{run}: neither a kit train run (no config.yaml) nor a kit train --folds folder of fold_<k> runs')
-        found += folds
+        if read_config(folds[0]).task == Series.name: raise ValueError(f'{run}: a series run, not a slice run')
+        found.append(folds)
     return found
 
-def oof_features(runs # slice run folders (`slice_run_folders`)
+def oof_features(runs # slice run folders, a list of fold runs per slice run (`slice_run_folders`)
                 ) -> pd.DataFrame:
-    "The out-of-fold predictions of `runs` by image id, a column per output (the `pred_<output>` columns of each run's `oof.csv`; an image in several, averaged)."
+    "The out-of-fold predictions of `runs` by image id, a column per output (the `pred_<output>` columns of each run's `oof.csv`; an image in several slice runs, averaged)."
     frames = []
-    for run in runs:
+    for run in (r for folds in runs for r in folds):
         path = Path(run) / 'oof.csv'
         if not path.is_file(): raise FileNotFoundError(f'{path}: no such file (kit train writes it when its fit ends)')
         oof = read_csv_file(path)
@@ -125,9 +128,9 @@ class SliceSequence(nn.Module):
 
 # %% ../../nbs/07d_series.ipynb #303099c5
 class SeriesLoss:
-    "Binary cross-entropy of the slices that are there (targets of padding are NaN); `activation` makes probabilities."
+    "Binary cross-entropy of the labels that are there (targets of padding, and missing labels, are NaN); `activation` makes probabilities."
     def __call__(self, logits, targets):
-        keep = ~torch.isnan(targets[:, 0])
+        keep = ~torch.isnan(targets)
         return F.binary_cross_entropy_with_logits(logits[keep].float(), targets[keep])
     def activation(self, x): return torch.sigmoid(x)
     def decodes(self, x): return x > 0.5
@@ -191,9 +194,9 @@ def series_predictions(model, # a `SliceSequence`
     model.eval()
     with torch.no_grad():
         for i in range(0, len(seqs), bs):
-            x, lengths, y = pad_series([seqs[j] for j in range(i, min(i + bs, len(seqs)))])
+            x, lengths, _ = pad_series([seqs[j] for j in range(i, min(i + bs, len(seqs)))])
             p = torch.sigmoid(model(x.to(device), lengths).float()).cpu()
-            out.append(p[~torch.isnan(y[:, 0])])
+            out.append(p[(torch.arange(x.shape[1])[None] < lengths[:, None]).flatten()])
     return torch.cat(out).numpy() if out else np.zeros((0, model.head.out_features), np.float32)
 
 # %% ../../nbs/07d_series.ipynb #f158c6ef
@@ -217,25 +220,37 @@ class Series(MultiLabel):
 register_task(Series())
 
 # %% ../../nbs/07d_series.ipynb #8629af19
-def _test_series(data, cache) -> pd.DataFrame:
-    "The test images as a header table with their ids: series and geometry from the DICOMs' headers, or the cache's manifest."
+def _test_series(data, cache, images) -> pd.DataFrame:
+    "Test images `images` as a header table: series and geometry from the DICOMs' headers or the cache's manifest; an image with neither (unreadable), a series of its own."
     from kit.cache import cache_meta
     from kit.meta import dicom_meta
     meta = dicom_meta(data, progress=False) if data is not None else cache_meta(cache)
-    return meta.assign(image=meta.fname.map(lambda f: Path(f).stem))
+    meta = meta.assign(image=meta.fname.map(lambda f: Path(f).stem))
+    if 'SeriesInstanceUID' not in meta: log.warning('the test images have no SeriesInstanceUID: each is a series of its own, as the series model never saw one')
+    return pd.concat([meta, pd.DataFrame({'image': [i for i in images if i not in set(meta.image)]})], ignore_index=True)
+
+def _fold_features(slice_runs, # fold runs of each slice run (`slice_run_folders`)
+                   frames, # each fold run's predictions of the test images
+                   cols # the features the series model learnt from, in order
+                  ) -> list[pd.DataFrame]:
+    "The test features as the series model learnt them: for each fold, the mean over slice runs of one fold run's predictions."
+    if missing := [c for c in cols if c not in next(iter(frames.values())).columns]:
+        raise ValueError(f'the slice runs predict no {missing[0]!r}, which the series model learnt from (their oof.csv has it): were they trained again?')
+    return [sum(frames[folds[i % len(folds)]][cols] for folds in slice_runs) / len(slice_runs) for i in range(max(map(len, slice_runs)))]
 
 def predict_series(runs, # series run folders
                    data, # folder of the test DICOMs (None: the images of `cache`)
                    cache=None, tta=False, bs=64, workers=None, strict=False, progress=True # as `kit.infer.predict` takes them
                   ) -> pd.DataFrame:
-    "The mean over series runs `runs` and their slice runs of stage 2 applied to each slice run's predictions of the test images: `image`, a label per column."
+    "The mean over series runs `runs` and the folds of their slice runs of stage 2 applied to the slice stage's predictions of the test images: `image`, a label per column."
     from kit.infer import load_run, run_frames
+    if tta: log.warning('--tta is not applied to the slice stage of a series run: its series model learnt from predictions made without it')
     loaded = [load_run(r) for r in runs]
     slice_runs = {r: slice_run_folders(config.slice_runs, base=r) for r, (_, config) in zip(runs, loaded)}
-    frames = run_frames(list(dict.fromkeys(s for ss in slice_runs.values() for s in ss)), data, cache, tta, bs, workers, strict, progress)
-    meta, total, n = _test_series(data, cache), 0., 0
+    frames = run_frames(list(dict.fromkeys(f for ss in slice_runs.values() for folds in ss for f in folds)), data, cache, False, bs, workers, strict, progress)
+    meta, total, n = _test_series(data, cache, next(iter(frames.values())).index), 0., 0
     for run, (learn, config) in zip(runs, loaded):
-        for s in slice_runs[run]:
-            seqs = series_sequences(meta, frames[s], config.label_cols)
+        for features in _fold_features(slice_runs[run], frames, list(oof_features(slice_runs[run]).columns)):
+            seqs = series_sequences(meta, features, config.label_cols)
             total, n = total + series_predictions(learn.model, seqs), n + 1
     return pd.DataFrame(total / n, columns=list(loaded[0][1].label_cols)).assign(image=np.concatenate(seqs.images))[['image', *loaded[0][1].label_cols]]
