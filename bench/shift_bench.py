@@ -1,6 +1,6 @@
 """Head CT under shift: kit's README tour, kit with context, kit with the series stage, against a hand-rolled fastai notebook.
 
-    python bench/shift_bench.py [--patients 80] [--slices 16] [--size 128] [--epochs 8] [--seeds 0 1 2] [--dir /tmp/kit-bench-shift]
+    python bench/shift_bench.py [--patients 80] [--slices 16] [--size 128] [--epochs 8] [--seeds 0 1 2] [--baseline-minutes 10] [--dir /tmp/kit-bench-shift]
 
 Corpus, one per seed: `kit synth --bleeds 3d --shift hospital` (bleeds that span 3-5 slices with faint ends,
 calcifications on one slice that only the neighbours tell apart; the test patients from another hospital: noise sd
@@ -13,6 +13,7 @@ a quarter of the patients held out with their answers.
 - kit context: the same with `--context 1`.
 - kit series: `kit train --folds --n-folds 3` for half the epochs (stage 1 on every fold: about the tour's images
   seen), then `kit train --task series` on their out-of-fold predictions, `kit predict` chaining both.
+- kit baseline (with --baseline-minutes M): `kit baseline COMP --minutes M` alone, its plan its own.
 Each scored on the held-out test set: RSNA's weighted log loss divided by that of the training label rates (under 1
 beats the prior), the AUC of `any`, and the CPU minutes of the whole processes (user + system, imports included).
 """
@@ -114,6 +115,9 @@ def recipes(comp, root, args, seed) -> dict:
                  '--epochs', args.series_epochs, '--seed', seed, '--out', series)
     wp, cp = kit('predict', '--model', series, '--cache', te, '--sample', comp / 'sample_submission.csv', '-o', series / 'submission.csv')
     res['kit series'] = (series / 'submission.csv', w + ws + wp + w1 + w2, c + cs + cp + c1 + c2)
+    if args.baseline_minutes:
+        out = root / 'kit_baseline'
+        res['kit baseline'] = (out / 'submission.csv', *kit('baseline', comp, '--out', out, '--minutes', args.baseline_minutes, '--seed', seed))
     return res
 
 
@@ -124,6 +128,7 @@ def main():
     p.add_argument('--size', type=int, default=128)
     p.add_argument('--epochs', type=int, default=8)
     p.add_argument('--series-epochs', type=int, default=30, help='of the series stage (seconds each)')
+    p.add_argument('--baseline-minutes', type=float, default=0, help='also `kit baseline --minutes M` alone (0: not run)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--dir', default='/tmp/kit-bench-shift')
     args = p.parse_args()

@@ -701,6 +701,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'kit.tasks.series.SliceSequence.__init__': ('series.html#slicesequence.__init__', 'kit/tasks/series.py'),
                                   'kit.tasks.series.SliceSequence.forward': ('series.html#slicesequence.forward', 'kit/tasks/series.py'),
                                   'kit.tasks.series._auc_of': ('series.html#_auc_of', 'kit/tasks/series.py'),
+                                  'kit.tasks.series._fold_features': ('series.html#_fold_features', 'kit/tasks/series.py'),
                                   'kit.tasks.series._logits': ('series.html#_logits', 'kit/tasks/series.py'),
                                   'kit.tasks.series._test_series': ('series.html#_test_series', 'kit/tasks/series.py'),
                                   'kit.tasks.series.oof_features': ('series.html#oof_features', 'kit/tasks/series.py'),

@@ -17,7 +17,7 @@ import pandas as pd
 from .data import read_csv_file
 from .layout import LayoutError, find_layout, sample_format, sample_key  # LayoutError: `kit baseline` reports it as a usage error
 from .parallel import n_workers
-from .plan import LADDERS, RESERVE, Plan, measure_render, measure_step, pick_context, pick_series, pick_windows, plan_training
+from .plan import LADDERS, RESERVE, Plan, image_seconds, measure_render, measure_step, pick_context, pick_series, pick_windows, plan_training
 from .plan import SERIES_EPOCHS, SERIES_LR
 from .submit import write_submission
 
@@ -174,7 +174,7 @@ def confounder_check(oof, # the run's `oof.csv`
 
 # %% ../nbs/16_baseline.ipynb #b42963cb
 def _plan(layout, metas, seconds, arch, size, epochs, workers, context, series=None) -> Plan:
-    "Measure the speed of this machine (unless `size` and `epochs` are both fixed), then `plan_training` in the `seconds` left."
+    "Measure the speed of this machine (unless `size` and `epochs` are both fixed), then `plan_training` in the `seconds` left, measured again at the side it chose."
     import torch
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     lad, windows = LADDERS['gpu' if device == 'cuda' else 'cpu'], pick_windows(metas['train'])
@@ -184,11 +184,18 @@ def _plan(layout, metas, seconds, arch, size, epochs, workers, context, series=N
     if size and epochs:
         plan = plan_training(layout.n_train, layout.n_test, seconds, 0., device == 'cuda', arch, size, epochs, windows, context, series)
         return replace(plan, seconds=float('nan'), note='side and epochs fixed by --size and --epochs')
-    t0 = measure_step(arch or lad.arch, lad.measured, bs, device, len(layout.label_cols))
+    step = lambda side: measure_step(arch or lad.arch, side, bs, device, len(layout.label_cols))
+    t0 = step(lad.measured)
     prep = (layout.n_train + layout.n_test) * measure_render(metas['train'].fname, windows, size or lad.measured) / max(1, workers)
     left = (seconds - prep - metas['train_s']) * (1 - RESERVE)
     log.info('%.3f s per training image at %d px; about %.0f s to preprocess; %.0f s left to train and predict', t0, lad.measured, prep, left)
-    return plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series)
+    plan, measured = plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series), set()
+    while plan.size > lad.measured and plan.size not in measured and len(measured) < 2:  # a side under the measured one costs no more than it
+        measured.add(plan.size)  # its own speed: a small side costs less than its area says, and a larger one is planned from it by area
+        t0 = step(plan.size) / image_seconds(1., lad.measured, plan.size)
+        log.info('%.3f s per training image at %d px', t0 * image_seconds(1., lad.measured, plan.size), plan.size)
+        plan = plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series)
+    return plan
 
 # %% ../nbs/16_baseline.ipynb #b82bf749
 def _out_folder(out, root) -> Path:

@@ -128,7 +128,9 @@ def train_cmd(args) -> int:
     from kit.spec import FOUND, RunSpec
     from kit.train import fit_folds, fit_run
     spec = RunSpec(**{k: getattr(args, k) for k in RunSpec.__dataclass_fields__ if k not in FOUND and hasattr(args, k)})
-    if args.folds: log.info('%s', fit_folds(spec, args.out, progress=not args.quiet).to_string(index=False))
+    if args.folds:
+        folds = fit_folds(spec, args.out, progress=not args.quiet).set_index('fold')
+        log.info('%s\nover %d folds: %s', folds.to_string(), len(folds), ', '.join(f'{k} {m:.4g} ± {s:.2g}' for k, (m, s) in folds.agg(['mean', 'std']).items()))
     elif res := fit_run(spec, args.out, progress=not args.quiet):  # empty on other ranks
         log.info('best epoch: %s', ', '.join(f'{k} {v:.4g}' for k, v in res.items()))
     log.info('run -> %s', args.out)
@@ -194,7 +196,7 @@ def _add_train(sub):
     p.add_argument('--out', required=True, help='run folder')
     _spec_option(p, 'arch')
     _spec_option(p, 'size', type=_side_or_shape_arg, help='image side, or H,W for another shape, e.g. 1024,512 for mammograms: '
-                                                          'each image is padded to its aspect')
+                                                          "each image is padded to its aspect (default: the side of --cache's images, else 256)")
     _spec_option(p, 'epochs', type=_count_arg)
     _spec_option(p, 'bs', type=_count_arg)
     _spec_option(p, 'lr', type=_lr_arg)
@@ -416,7 +418,8 @@ def baseline_cmd(args) -> int:
     from kit.baseline import baseline
     from kit.layout import LayoutError
     try: baseline(args.input, args.out, args.minutes, train=args.train, test=args.test, labels=args.labels, sample=args.sample, arch=args.arch,
-                  size=args.size, epochs=args.epochs, workers=args.workers, context=args.context, seed=args.seed, progress=not args.quiet)
+                  size=args.size, epochs=args.epochs, workers=args.workers, context=args.context, series=args.series, seed=args.seed,
+                  progress=not args.quiet)
     except LayoutError as e:
         log.error('kit baseline: %s', e); return 2
     return 0
@@ -476,7 +479,9 @@ def _add_baseline(sub):
     p.add_argument('--size', type=_size_arg, default=None, help="image side in pixels instead of the budget's choice")
     p.add_argument('--epochs', type=_count_arg, default=None, help="epochs instead of the budget's choice")
     p.add_argument('--context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'), default=None,
-                   help='neighbouring slices on either side of each image, as extra channels (default: 1 for CT series of 3 slices or more, else 0)')
+                   help='neighbouring slices on either side of each image, as extra channels (default: 1 for CT series of 3 to 7 slices, else 0)')
+    p.add_argument('--series', action=argparse.BooleanOptionalAction, default=None,
+                   help='slice runs on 3 folds, then a series stage on their out-of-fold predictions (default: for CT series of 8 slices or more)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores)')
     p.set_defaults(func=baseline_cmd)

@@ -27,8 +27,8 @@ from .spec import FOUND, RunSpec, write_spec
 from .tasks import get_task
 
 # %% auto #0
-__all__ = ['MODEL_PACKAGES', 'WeightsError', 'weights_file', 'make_learner', 'DDPTrainer', 'package_versions', 'best_epoch',
-           'fit_run', 'train', 'fit_folds', 'train_folds']
+__all__ = ['SCRATCH_HEAD', 'MODEL_PACKAGES', 'WeightsError', 'weights_file', 'make_learner', 'DDPTrainer', 'package_versions',
+           'best_epoch', 'fit_run', 'train', 'fit_folds', 'train_folds']
 
 # %% ../nbs/07_train.ipynb #614562fc
 log = logging.getLogger(__name__)
@@ -48,16 +48,19 @@ def weights_file(weights, arch) -> Path:
     raise WeightsError(f'no weights for {arch} at {weights} (a .pth, .bin or .safetensors file, or a folder holding {arch}*.pth)')
 
 # %% ../nbs/07_train.ipynb #95f1634f
+SCRATCH_HEAD = dict(concat_pool=False, first_bn=False, lin_ftrs=[], ps=0.)  # timm's own head: average pool, one linear layer
+
 def make_learner(dls, # `DataLoaders`: their first batch gives the input channels
                  arch='resnet18', # any timm model name
                  pretrained=False, # start from timm's pretrained weights (needs the internet, or `weights`)
                  weights=None, # local weights file or folder of `arch*.pth` (internet-off)
                  path='.', # where fastai saves models
-                 **kwargs # passed to fastai's `vision_learner`: `metrics`, `loss_func`, ...
+                 **kwargs # passed to fastai's `vision_learner`: `metrics`, `loss_func`, head options, ...
                 ):
-    "fastai `vision_learner` for `dls` with timm backbone `arch` and the weights asked for."
+    "fastai `vision_learner` for `dls` with timm backbone `arch` and the weights asked for; from scratch, with `SCRATCH_HEAD`."
     n_in = dls.one_batch()[0].shape[1]  # channels after every transform, whatever the source
     if weights is not None: kwargs['pretrained_cfg_overlay'], pretrained = dict(file=str(weights_file(weights, arch))), True
+    if not pretrained: kwargs = {**SCRATCH_HEAD, **kwargs}
     try: return vision_learner(dls, arch, pretrained=pretrained, n_in=n_in, path=path, model_dir='.', **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
         if not pretrained: raise

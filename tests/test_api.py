@@ -48,10 +48,10 @@ API = {
     'spec': '''
     FOUND RunSpec spec_help spec_dict spec_from_dict write_spec read_spec''',
     'pipeline': '''
-    DEFAULT_SPEC_WINDOWS cache_problem resolve_spec training_table spec_inputs input_steps spec_block spec_dataloaders test_inputs
+    DEFAULT_SPEC_WINDOWS DEFAULT_SIZE cache_problem resolve_spec training_table spec_inputs input_steps spec_block spec_dataloaders test_inputs
     tolerant unreadable_cause''',
     'train': '''
-    MODEL_PACKAGES WeightsError weights_file make_learner DDPTrainer package_versions best_epoch fit_run train fit_folds
+    SCRATCH_HEAD MODEL_PACKAGES WeightsError weights_file make_learner DDPTrainer package_versions best_epoch fit_run train fit_folds
     train_folds''',
     'tasks.classify': '''
     mean_auc weighted_log_loss LabelColumns MultiLabel SingleLabel Regression''',
@@ -63,8 +63,11 @@ API = {
     BOX_SCORES read_box_table TensorBoxes boxes_to_model boxes_to_original BoxTarget tensor_boxes pad_boxes FlipBoxes TimmPyramid
     BoxDetector DetectionLoss box_rows with_none truth_rows detection_rows BoxScore detector_learner detect_batches read_boxes_file
     Detect''',
+    'tasks.series': '''
+    SERIES_HIDDEN slice_run_folders oof_features series_order SeriesSequences series_sequences pad_series SliceSequence
+    SeriesLoss present_metric series_metrics series_dataloaders series_learner series_predictions Series predict_series''',
     'infer': '''
-    GATE_COLUMNS RunError read_config load_run training_label_mean run_predictions predict gate_probabilities''',
+    GATE_COLUMNS RunError read_config load_run training_label_mean run_predictions run_frames predict gate_probabilities''',
     'submit': '''
     SUBMISSION_FORMATS long_submission wide_submission aggregate is_long_sample SubmissionFormat register_format
     list_formats get_format format_problems make_submission max_submission_bytes read_submission validate_submission
@@ -87,10 +90,10 @@ API = {
     MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LayoutError Layout split_folder label_ids header_ids id_match
     find_layout SampleKey sample_ids key_candidates sample_key sample_format''',
     'plan': '''
-    LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE CONTEXT_COST Ladder Plan image_seconds run_seconds
-    plan_training measure_step measure_render pick_windows pick_context''',
+    LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE CONTEXT_COST SERIES_FOLDS SERIES_SLICES SERIES_EPOCHS SERIES_LR
+    Ladder Plan image_seconds run_seconds plan_training measure_step measure_render pick_windows pick_series pick_context''',
     'baseline': '''
-    stage long_log_loss label_prior label_examples images_figure windows_figure default_out baseline baseline_report''',
+    stage long_log_loss label_prior label_examples images_figure windows_figure default_out value_scores confounder_check baseline baseline_report''',
     'demo': '''
     run_demo''',
 }

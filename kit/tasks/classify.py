@@ -58,6 +58,7 @@ class _ImageTask(Task):
 class MultiLabel(_ImageTask):
     "0/1 labels, one column or several (RSNA ICH's six): sigmoid outputs, mean AUC, AUC of `any`, weighted log loss."
     name, description = 'multi', 'one or several 0/1 labels per image (sigmoid outputs, AUC and weighted log loss)'
+    monitor = 'wlogloss'  # the competition's metric picks the epoch (RSNA ICH's weights; the mean log loss without an `any`)
     def recognises(self, labels, label_cols) -> bool: return all(set(labels[c].dropna().unique()) <= {0, 1} for c in label_cols)
     def y_block(self, label_cols):
         from fastai.data.block import MultiCategoryBlock
