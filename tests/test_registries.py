@@ -52,7 +52,7 @@ def user_module(tmp_path, monkeypatch, registries):
 def test_list_queries_by_glob_sorted(registries):
     assert list_windows('brain*') == ['brain', 'brain_bone', 'brain_soft'] and list_windows('Brain*') == []
     assert list_formats() == ['auto', 'rle', 'rsna-breast', 'rsna-cervical-spine', 'rsna-ich', 'rsna-pneumonia', 'siim-acr', 'siim-covid-image', 'vinbigdata']
-    assert list_tasks() == ['multi', 'single', 'regression', 'segment', 'detect']
+    assert list_tasks() == ['multi', 'single', 'regression', 'segment', 'detect', 'series']
     kit.window.register_window('a_window', 10, 5)
     kit.submit.register_format(SubmissionFormat('a-format'))
     assert list_windows()[0] == 'a_window' and list_formats('a*') == ['a-format', 'auto']
