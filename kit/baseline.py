@@ -189,12 +189,13 @@ def _plan(layout, metas, seconds, arch, size, epochs, workers, context, series=N
     prep = (layout.n_train + layout.n_test) * measure_render(metas['train'].fname, windows, size or lad.measured) / max(1, workers)
     left = (seconds - prep - metas['train_s']) * (1 - RESERVE)
     log.info('%.3f s per training image at %d px; about %.0f s to preprocess; %.0f s left to train and predict', t0, lad.measured, prep, left)
-    plan, measured = plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series), set()
+    fit = lambda t0: plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series)
+    plan, measured = fit(t0), set()
     while plan.size > lad.measured and plan.size not in measured and len(measured) < 2:  # a side under the measured one costs no more than it
         measured.add(plan.size)  # its own speed: a small side costs less than its area says, and a larger one is planned from it by area
-        t0 = step(plan.size) / image_seconds(1., lad.measured, plan.size)
-        log.info('%.3f s per training image at %d px', t0 * image_seconds(1., lad.measured, plan.size), plan.size)
-        plan = plan_training(layout.n_train, layout.n_test, left, t0, device == 'cuda', arch, size, epochs, windows, context, series)
+        t = step(plan.size)
+        log.info('%.3f s per training image at %d px', t, plan.size)
+        plan = fit(t / image_seconds(1., lad.measured, plan.size))
     return plan
 
 # %% ../nbs/16_baseline.ipynb #b82bf749

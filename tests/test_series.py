@@ -26,6 +26,15 @@ def _predict(root, comp, run, out, *how):
     return kit('-q', 'predict', '--model', run, *how, '--sample', comp / 'sample_submission.csv', '-o', out)
 
 
+def _broken_test_copy(comp, tmp_path):
+    "A copy of the test DICOMs with the first truncated to 300 bytes: the folder and that file."
+    test = tmp_path / 'test'
+    shutil.copytree(comp / 'test_images', test)
+    bad = sorted(test.glob('*.dcm'))[0]
+    bad.write_bytes(bad.read_bytes()[:300])
+    return test, bad
+
+
 def test_a_series_run_predicts_every_slice_from_the_dicoms_or_the_cache(series, tmp_path):
     root, comp = series
     oof, folds = pd.read_csv(root / 'series' / 'oof.csv'), pd.read_csv(root / 'series' / 'folds.csv')
@@ -49,10 +58,7 @@ def test_series_and_slice_runs_moved_together_still_predict(series, tmp_path):
 
 def test_an_unreadable_test_slice_gets_the_label_mean_and_its_series_is_still_predicted(series, tmp_path):
     root, comp = series
-    test = tmp_path / 'test'
-    shutil.copytree(comp / 'test_images', test)
-    bad = sorted(test.glob('*.dcm'))[0]
-    bad.write_bytes(bad.read_bytes()[:300])
+    test, bad = _broken_test_copy(comp, tmp_path)
     r = ok(_predict(root, comp, root / 'series', tmp_path / 's.csv', '--data', test))
     assert f'1 of {len(list(test.glob("*.dcm")))} test images cannot be read' in r.stderr and bad.name in r.stderr
     assert pd.read_csv(tmp_path / 's.csv').Label.between(0, 1).all()
@@ -92,10 +98,7 @@ def test_tta_leaves_the_slice_stage_as_the_series_model_learnt_it_and_mixed_runs
 
 def test_a_test_slice_the_cache_could_not_read_still_gets_its_rows(series, tmp_path):
     root, comp = series
-    test = tmp_path / 'test'
-    shutil.copytree(comp / 'test_images', test)
-    bad = sorted(test.glob('*.dcm'))[0]
-    bad.write_bytes(bad.read_bytes()[:300])
+    test, bad = _broken_test_copy(comp, tmp_path)
     kit('-q', 'preprocess', test, tmp_path / 'cache', '--size', 32)
     ok(_predict(root, comp, root / 'series', tmp_path / 's.csv', '--cache', tmp_path / 'cache'))
     sub = pd.read_csv(tmp_path / 's.csv')

@@ -67,12 +67,12 @@ def series_order(table # `image`, and `SeriesInstanceUID` and the slice geometry
 
 # %% ../../nbs/07d_series.ipynb #9ce56fc2
 class SeriesSequences(torch.utils.data.Dataset):
-    "One item per series: its slices' features `(n, f)` and targets `(n, labels)` in slice order; `images` names each series' slices."
+    "One item per series: its slices' features `(n, f)` and targets `(n, labels)` in slice order; `images` names each series' slices, `columns` stage 1's outputs among the features."
     n_inp = 2  # a batch is (features, lengths, targets)
-    def __init__(self, features, targets, images): self.features, self.targets, self.images = features, targets, images
+    def __init__(self, features, targets, images, columns=()): self.features, self.targets, self.images, self.columns = features, targets, images, list(columns)
     def __len__(self): return len(self.features)
     def __getitem__(self, i): return self.features[i], self.targets[i]
-    def new_empty(self): return type(self)([], [], [])
+    def new_empty(self): return type(self)([], [], [], self.columns)  # an exported learner keeps the columns it learnt from
 
 def _logits(p) -> np.ndarray:
     "Probabilities as logits, clipped away from 0 and 1."
@@ -92,7 +92,7 @@ def series_sequences(table, # the images: `image`, series and geometry (`series_
         place = np.linspace(0, 1, len(idx), dtype=np.float32) if len(idx) > 1 else np.full(1, .5, np.float32)
         feats.append(torch.from_numpy(np.concatenate([x[idx], place[:, None]], 1)))
         targs.append(torch.from_numpy(y[idx])); images.append(ordered.image.to_numpy()[idx])
-    return SeriesSequences(feats, targs, images)
+    return SeriesSequences(feats, targs, images, features.columns)
 
 def pad_series(items # (features, targets) of each series
               ) -> tuple:
@@ -180,7 +180,7 @@ def series_dataloaders(spec, # a resolved `RunSpec` of the series task, with `sl
 def series_learner(dls, spec, path):
     "A fastai `Learner` of a `SliceSequence` on `dls`, starting from stage 1's logits of the labels it predicted."
     from fastai.learner import Learner
-    outputs = list(oof_features(slice_run_folders(spec.slice_runs)).columns)
+    outputs = dls.train.dataset.columns
     passed = [outputs.index(c) for c in spec.label_cols] if all(c in outputs for c in spec.label_cols) else []
     model = SliceSequence(len(outputs) + 1, len(spec.label_cols), passed)
     return Learner(dls, model, loss_func=SeriesLoss(), metrics=series_metrics(spec.label_cols), path=path, model_dir='.')
@@ -235,7 +235,7 @@ def _fold_features(slice_runs, # fold runs of each slice run (`slice_run_folders
                   ) -> list[pd.DataFrame]:
     "The test features as the series model learnt them: for each fold, the mean over slice runs of one fold run's predictions."
     if missing := [c for c in cols if c not in next(iter(frames.values())).columns]:
-        raise ValueError(f'the slice runs predict no {missing[0]!r}, which the series model learnt from (their oof.csv has it): were they trained again?')
+        raise ValueError(f'the slice runs predict no {missing[0]!r}, which the series model learnt from: were they trained again?')
     return [sum(frames[folds[i % len(folds)]][cols] for folds in slice_runs) / len(slice_runs) for i in range(max(map(len, slice_runs)))]
 
 def predict_series(runs, # series run folders
@@ -250,7 +250,7 @@ def predict_series(runs, # series run folders
     frames = run_frames(list(dict.fromkeys(f for ss in slice_runs.values() for folds in ss for f in folds)), data, cache, False, bs, workers, strict, progress)
     meta, total, n = _test_series(data, cache, next(iter(frames.values())).index), 0., 0
     for run, (learn, config) in zip(runs, loaded):
-        for features in _fold_features(slice_runs[run], frames, list(oof_features(slice_runs[run]).columns)):
+        for features in _fold_features(slice_runs[run], frames, learn.dls.train.dataset.columns):
             seqs = series_sequences(meta, features, config.label_cols)
             total, n = total + series_predictions(learn.model, seqs), n + 1
     return pd.DataFrame(total / n, columns=list(loaded[0][1].label_cols)).assign(image=np.concatenate(seqs.images))[['image', *loaded[0][1].label_cols]]
