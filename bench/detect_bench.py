@@ -60,7 +60,9 @@ for i in ids:
     b = r[['x_min', 'y_min', 'x_max', 'y_max']].to_numpy(np.float32) * np.float32([size / w, size / h, size / w, size / h])
     X.append(x); T.append(dict(boxes=torch.from_numpy(b).reshape(-1, 4), labels=torch.from_numpy(r.class_id.to_numpy()).long()))
 X = torch.stack(X)
-model = FCOS(Body(), 15, min_size=size, max_size=size, score_thresh=0.02, detections_per_img=100)
+dev = 'cuda' if torch.cuda.is_available() else 'cpu'; amp = dev == 'cuda'  # mixed precision on a GPU
+model = FCOS(Body(), 15, min_size=size, max_size=size, score_thresh=0.02, detections_per_img=100).to(dev)
+scaler = torch.amp.GradScaler(enabled=amp)
 opt = torch.optim.Adam(model.parameters(), lr)
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * ((len(X) + bs - 1) // bs))
 t0, seen = time.perf_counter(), 0
@@ -73,17 +75,18 @@ for epoch in range(epochs):
             if torch.rand(1) < .5:
                 x, bx = x.flip(-1), t['boxes'].clone()
                 t['boxes'] = torch.stack([size - bx[:, 2], bx[:, 1], size - bx[:, 0], bx[:, 3]], 1)
-            xs.append(x); ts.append(t)
-        loss = sum(model(xs, ts).values())
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step(); seen += len(b)
+            xs.append(x.to(dev)); ts.append({k: v.to(dev) for k, v in t.items()})
+        with torch.autocast(dev, enabled=amp): loss = sum(model(xs, ts).values())
+        opt.zero_grad(); scaler.scale(loss).backward(); scaler.step(opt); scaler.update(); sched.step(); seen += len(b)
+if amp: torch.cuda.synchronize()
 train_s = time.perf_counter() - t0
 model.eval(); rows = []
 with torch.no_grad():
     for f in sorted((comp / 'test').glob('*.dicom')):
         x, (h, w) = load(f)
-        d = model([x])[0]
+        d = {k: v.cpu() for k, v in model([x.to(dev)])[0].items()}
         b = d['boxes'].numpy() * np.float32([w / size, h / size, w / size, h / size])
-        parts = [f'{l} {s:.4f} {x0:.1f} {y0:.1f} {x1:.1f} {y1:.1f}' for l, s, (x0, y0, x1, y1) in zip(d['labels'].tolist(), d['scores'].tolist(), b)]
+        parts = [f'{l} {s:.4f} {x0:.1f} {y0:.1f} {x1:.1f} {y1:.1f}' for l, s, (x0, y0, x1, y1) in zip(d['labels'].tolist(), d['scores'].tolist(), b) if l != 14]
         parts.append(f"14 {1 - (d['scores'].max().item() if len(d['scores']) else 0):.4f} 0 0 1 1")
         rows.append((f.stem, ' '.join(parts)))
 pd.DataFrame(rows, columns=['image_id', 'PredictionString']).to_csv(out, index=False)
@@ -120,6 +123,7 @@ def main():
     p.add_argument('--bs', type=int, default=8)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--workers', type=int, default=0, help="kit's data loading processes (0: in the main process, as the hand-rolled side)")
     p.add_argument('--dir', default='/tmp/kit-bench-detect')
     p.add_argument('--sides', default='hand,kit', help='which sides to run: hand, kit or both')
     a = p.parse_args()
@@ -134,7 +138,7 @@ def main():
         secs, said = run(sys.executable, hand, comp, root / 'hand.csv', a.size, a.epochs, a.bs, a.lr, a.seed)
         rows.append(dict(side='hand-rolled FCOS', map=score(root / 'hand.csv', answers), seconds=secs, **json.loads(said.strip().splitlines()[-1])))
     if 'kit' in a.sides:
-        common = ['--size', a.size, '--epochs', a.epochs, '--bs', a.bs, '--lr', a.lr, '--seed', a.seed, '--windows', 'hist', '--workers', 0]
+        common = ['--size', a.size, '--epochs', a.epochs, '--bs', a.bs, '--lr', a.lr, '--seed', a.seed, '--windows', 'hist', '--workers', a.workers]
         t_train, _ = run(KIT, '-q', 'train', comp / 'train', '--labels', comp / 'train.csv', '--out', root / 'run', *common)
         t_pred, _ = run(KIT, '-q', 'predict', '--model', root / 'run', '--data', comp / 'test', '--sample', sample, '-o', root / 'kit.csv')
         n_train = int(pd.read_csv(root / 'run' / 'folds.csv').fold.ne(0).sum())

@@ -65,7 +65,9 @@ for i in ids:
     X.append(F.interpolate(img, (size, size), mode='bilinear', align_corners=False)[0].repeat(3, 1, 1))
     Y.append(F.interpolate(torch.from_numpy(m)[None, None].float(), (size, size), mode='bilinear', align_corners=False)[0, 0] >= .5)
 X, Y = torch.stack(X), torch.stack(Y).float()
-model = smp.Unet('tu-resnet18', encoder_weights=None, in_channels=3, classes=1)
+dev = 'cuda' if torch.cuda.is_available() else 'cpu'; amp = dev == 'cuda'  # mixed precision on a GPU
+model = smp.Unet('tu-resnet18', encoder_weights=None, in_channels=3, classes=1).to(dev)
+scaler = torch.amp.GradScaler(enabled=amp)
 opt = torch.optim.Adam(model.parameters(), lr)
 steps = epochs * ((len(X) + bs - 1) // bs)
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
@@ -73,20 +75,22 @@ t0, seen = time.perf_counter(), 0
 for epoch in range(epochs):
     model.train()
     for b in torch.randperm(len(X)).split(bs):
-        x, y = X[b], Y[b]
-        flip = torch.rand(len(b)) < .5
+        x, y = X[b].to(dev), Y[b].to(dev)
+        flip = (torch.rand(len(b)) < .5).to(dev)
         x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-        logits = model(x)[:, 0]; p = logits.sigmoid()
+        with torch.autocast(dev, enabled=amp): logits = model(x)[:, 0].float()
+        p = logits.sigmoid()
         dice = 1 - (2 * (p * y).sum((1, 2)) + 1) / (p.sum((1, 2)) + y.sum((1, 2)) + 1)
         loss = F.binary_cross_entropy_with_logits(logits, y) + dice.mean()
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step(); seen += len(b)
+        opt.zero_grad(); scaler.scale(loss).backward(); scaler.step(opt); scaler.update(); sched.step(); seen += len(b)
+if amp: torch.cuda.synchronize()
 train_s = time.perf_counter() - t0
 model.eval(); rows = []
 with torch.no_grad():
     for f in sorted((comp / 'dicom-images-test').rglob('*.dcm')):
         img, (h, w) = load(f)
-        p = model(F.interpolate(img, (size, size), mode='bilinear', align_corners=False).repeat(1, 3, 1, 1)).sigmoid()
-        m = (F.interpolate(p, (h, w), mode='bilinear', align_corners=False)[0, 0] > .5).numpy().astype(np.uint8)
+        p = model(F.interpolate(img, (size, size), mode='bilinear', align_corners=False).repeat(1, 3, 1, 1).to(dev)).sigmoid().float()
+        m = (F.interpolate(p, (h, w), mode='bilinear', align_corners=False)[0, 0] > .5).cpu().numpy().astype(np.uint8)
         rows.append((f.stem, mask2rle(m)))
 pd.DataFrame(rows, columns=['ImageId', 'EncodedPixels']).to_csv(out, index=False)
 print(json.dumps(dict(train_s=train_s, images_per_s=seen / train_s)))
@@ -118,6 +122,7 @@ def main():
     p.add_argument('--bs', type=int, default=16)
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--workers', type=int, default=0, help="kit's data loading processes (0: in the main process, as the hand-rolled side)")
     p.add_argument('--dir', default='/tmp/kit-bench-segment')
     a = p.parse_args()
     from kit.meta import dicom_meta
@@ -132,7 +137,7 @@ def main():
     hand.write_text(HAND)
     secs, said = run(sys.executable, hand, comp, root / 'hand.csv', a.size, a.epochs, a.bs, a.lr, a.seed)
     rows.append(dict(side='hand-rolled smp', dice=score(root / 'hand.csv', answers, shapes), seconds=secs, **json.loads(said.strip().splitlines()[-1])))
-    common = ['--size', a.size, '--epochs', a.epochs, '--bs', a.bs, '--lr', a.lr, '--seed', a.seed, '--windows', 'hist', '--workers', 0]
+    common = ['--size', a.size, '--epochs', a.epochs, '--bs', a.bs, '--lr', a.lr, '--seed', a.seed, '--windows', 'hist', '--workers', a.workers]
     t_train, _ = run(KIT, '-q', 'train', comp / 'dicom-images-train', '--labels', comp / 'train-rle.csv', '--out', root / 'run', *common)
     t_pred, _ = run(KIT, '-q', 'predict', '--model', root / 'run', '--data', comp / 'dicom-images-test', '--sample', sample, '-o', root / 'kit.csv')
     post = json.loads((root / 'run' / 'masks.json').read_text())

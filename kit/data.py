@@ -162,7 +162,7 @@ def patient_folds(df, # one row per image
     y = df[stratify].values if stratify is not None else None
     try:
         if y is None: raise ValueError('no stratification asked')
-        splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(df, y, groups)
+        splits = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(df, y, groups))  # it refuses on iteration
     except ValueError: splits = GroupKFold(n_folds).split(df, groups=groups)
     for k, (_, valid) in enumerate(splits): folds[valid] = k
     return pd.Series(folds, index=df.index, name='fold')
