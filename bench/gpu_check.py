@@ -3,7 +3,9 @@
     python bench/gpu_check.py [--stages unit,tests,classify,detect,segment,shift] [--out DIR] [--minutes 1 3 1.5 2 2]
 
 Made for a lent GPU machine whose image has torch and timm but not kit's other needs: carry them as wheels in `.whl/`
-(see the device tool's README) and this script installs them to /tmp/site first. Each stage runs as its own process
+(see the device tool's README) and this script installs them to /tmp/site first. Carried on 2026-12-04: fastai,
+fastcore, fastdownload, fasttransform, plum-dispatch, beartype, pydicom, the pylibjpeg plugins, pyjpegls, imagecodecs,
+kornia, kornia_rs, segmentation-models-pytorch, and fastprogress 1.0.3 (1.1 imports fasthtml); add captum for `kit explain`. Each stage runs as its own process
 under a time limit, its whole output in `OUT/<stage>.log`; the last lines of each and a summary are printed.
 - unit: the device, `WindowBatch` on the GPU against the CPU, a fastai `HUBlock` batch on the GPU, fp16 and bf16 steps.
 - tests: the tests of training, boxes, masks, series and the pipeline, run on the GPU (mixed precision by default).
@@ -50,7 +52,7 @@ def stages() -> dict:
     tests = ['tests/test_train.py', 'tests/test_detect.py', 'tests/test_segment.py', 'tests/test_series.py', 'tests/test_pipeline.py']
     return dict(
         unit=[py, '-c', UNIT],
-        tests=[py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-n', '8', *tests],
+        tests=[py, '-m', 'pytest', '-v', '--tb=short', '-rf', '-p', 'no:cacheprovider', '-n', '12', *tests],
         classify=[py, b / 'train_bench.py', '--patients', 48, '--size', 256, '--arch', 'resnet50', '--bs', 64, '--epochs', 3,
                   '--workers', 8, '--dir', '/tmp/gpu-train'],
         detect=[py, b / 'detect_bench.py', '--patients', 60, '--size', 256, '--epochs', 5, '--bs', 16, '--workers', 8, '--dir', '/tmp/gpu-detect'],
@@ -67,7 +69,7 @@ def install_wheels():
     os.environ['PYTHONPATH'] = os.pathsep.join(['/tmp/site', str(ROOT), os.environ.get('PYTHONPATH', '')])
     cmd = Path(sys.executable).with_name('kit')
     if not cmd.exists() and shutil.which('kit') is None:
-        cmd.write_text(f'#!{sys.executable}\nfrom kit.cli import main\nmain()\n')
+        cmd.write_text(f'#!{sys.executable}\nimport sys\nfrom kit.cli import main\nsys.exit(main())\n')
         cmd.chmod(0o755)
 
 

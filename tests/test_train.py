@@ -59,12 +59,12 @@ def test_missing_weights_fail_in_one_clear_error(competition, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_two_processes_under_accelerate(competition, tmp_path):
-    "Distributed data parallel with two CPU processes (gloo), launched by the command that runs two T4s."
+    "Distributed data parallel with two CPU processes (gloo), launched by the command that runs two T4s (GPUs hidden: one GPU cannot hold two ranks)."
     accelerate = Path(sys.executable).with_name('accelerate')
     cmd = [accelerate, 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
            '--dynamo_backend', 'no', KIT, 'train', competition['train_images'], '--labels', competition['train'],
            '--out', tmp_path / 'run', '--size', '32', '--epochs', '2', '--bs', '4', '--n-folds', '3', '--workers', '0']
-    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / 'run' / 'model.pkl').exists() and len(pd.read_csv(tmp_path / 'run' / 'metrics.csv')) == 2
     assert 'process 0 of 2: DistributedType.MULTI_CPU' in r.stderr and 'process 1 of 2: DistributedType.MULTI_CPU' in r.stderr, r.stderr[-2000:]
