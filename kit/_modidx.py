@@ -244,6 +244,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'kit.dicom.get_dicom_files': ('dicom.html#get_dicom_files', 'kit/dicom.py'),
                            'kit.dicom.has_dicom_preamble': ('dicom.html#has_dicom_preamble', 'kit/dicom.py'),
                            'kit.dicom.has_pixrep_bug': ('dicom.html#has_pixrep_bug', 'kit/dicom.py'),
+                           'kit.dicom.image_ids': ('dicom.html#image_ids', 'kit/dicom.py'),
                            'kit.dicom.is_dicom_file': ('dicom.html#is_dicom_file', 'kit/dicom.py'),
                            'kit.dicom.is_regular_file': ('dicom.html#is_regular_file', 'kit/dicom.py'),
                            'kit.dicom.max_decode_bytes': ('dicom.html#max_decode_bytes', 'kit/dicom.py'),

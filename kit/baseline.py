@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .data import read_csv_file
+from .dicom import image_ids
 from .layout import LayoutError, find_layout, sample_format, sample_key  # LayoutError: `kit baseline` reports it as a usage error
 from .parallel import n_workers
 from .plan import LADDERS, RESERVE, Plan, image_seconds, measure_render, measure_step, pick_context, pick_series, pick_windows, plan_training
@@ -139,8 +140,8 @@ def _audit(metas, layout) -> tuple[list[str], dict]:
 
 # %% ../nbs/16_baseline.ipynb #87e09d68
 def _image_values(meta, column, match) -> pd.Series:
-    "Header `column` of header table `meta` by image id (`match`: 'stem' of the file name, or a header column)."
-    ids = meta.fname.map(lambda f: Path(f).stem) if match == 'stem' else meta[match]
+    "Header `column` of header table `meta` by image id (`match`: 'stem' for the file's id, or a header column)."
+    ids = pd.Series(image_ids(meta.fname), index=meta.index) if match == 'stem' else meta[match]
     return pd.Series(meta[column].astype(str).to_numpy(), index=ids.astype(str).to_numpy()).groupby(level=0).first()
 
 def value_scores(oof, # a run's `oof.csv`: `image`, `pred_<label>`, `<label>`

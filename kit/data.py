@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
+from .dicom import image_ids
+
 
 # %% auto #0
 __all__ = ['SNIFF_BYTES', 'COMPRESSED', 'CsvError', 'file_size', 'read_csv_file', 'split_long_ids', 'is_long_format',
@@ -138,14 +140,16 @@ def label_table(meta, # header table of the files (`dicom_meta`), with `fname`
                 labels, # csv path or DataFrame, wide or long
                 match='stem' # what label ids are: 'stem' (file names) or a header column such as SOPInstanceUID
                ) -> pd.DataFrame:
-    "Wide labels joined to `meta` rows (with `fname` and `PatientID`) by file stem or a metadata column."
-    labels = read_labels(labels)
-    key = meta.fname.map(lambda f: Path(f).stem) if match == 'stem' else meta[match].astype(str)
-    df = labels.merge(meta.assign(image=key), on='image', how='left')
+    "Wide labels joined to `meta` rows (with `fname` and `PatientID`) by file id or a header column: `image` is each file's id (`image_ids`), `label_id` the label's id when it is a header column (a study's labels reach each of its files)."
+    labels = read_labels(labels).rename(columns={'image': 'label_id'})
+    ids = image_ids(meta.fname)
+    key = pd.Series(ids, index=meta.index) if match == 'stem' else meta[match].astype(str)
+    df = labels.merge(meta.assign(image=ids, label_id=key), on='label_id', how='left')
     missing = df.fname.isna().sum()
     if missing == len(df): raise ValueError(f'no label id matches a file by {match}; try match=SOPInstanceUID or another column')
-    if missing: log.warning('%d labelled images have no file; they are left out', missing)
-    return df[df.fname.notna()].reset_index(drop=True)
+    if missing: log.warning('%d label ids have no file; they are left out', missing)
+    df = df[df.fname.notna()].reset_index(drop=True)
+    return df[['image', *[c for c in df.columns if c != 'image' and (c != 'label_id' or match != 'stem')]]]
 
 # %% ../nbs/06_data.ipynb #45a53246
 def patient_folds(df, # one row per image

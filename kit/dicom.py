@@ -33,9 +33,9 @@ from ._codecs import fast_reduced
 # %% auto #0
 __all__ = ['DICOM_EXTS', 'DicomError', 'NotDicomError', 'TruncatedError', 'NoPixelDataError', 'MissingDecoderError',
            'MissingTagError', 'is_regular_file', 'has_dicom_preamble', 'is_dicom_file', 'path_text', 'get_dicom_files',
-           'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'check_pixel_length', 'decode_reduction',
-           'box_reduce', 'stored_range', 'has_pixrep_bug', 'read_pixels', 'slice_position', 'sort_slices',
-           'read_series']
+           'image_ids', 'quiet_uid_warnings', 'max_decode_bytes', 'read_dicom', 'check_pixel_length',
+           'decode_reduction', 'box_reduce', 'stored_range', 'has_pixrep_bug', 'read_pixels', 'slice_position',
+           'sort_slices', 'read_series']
 
 # %% ../nbs/00_dicom.ipynb #7680333a
 class DicomError(Exception):
@@ -92,6 +92,20 @@ def get_dicom_files(path, recurse=True, folders=None) -> list[Path]:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith('.')) if recurse else []
             res += [Path(dirpath)/f for f in filenames if not f.startswith('.') and is_dicom_file(Path(dirpath)/f)]
     return sorted(res)
+
+# %% ../nbs/00_dicom.ipynb #c8703016
+def image_ids(files) -> list[str]:
+    "The id of each of `files`: its file stem, or where files share a stem (`<study>/1.dcm`), its last folders and stem, as few as tell them apart (`<study>/1`)."
+    paths = [Path(f) for f in files]
+    ids = [p.stem for p in paths]
+    rows_of = {}
+    for i, stem in enumerate(ids): rows_of.setdefault(stem, []).append(i)
+    for rows in (r for r in rows_of.values() if len(r) > 1):
+        for depth in range(1, max(len(paths[i].parts) for i in rows)):
+            tails = ['/'.join([*paths[i].parent.parts[-depth:], paths[i].stem]) for i in rows]
+            if len(set(tails)) == len(tails): break
+        for i, tail in zip(rows, tails): ids[i] = path_text(tail)
+    return ids
 
 # %% ../nbs/00_dicom.ipynb #187382e4
 class _NoUIDWarning(logging.Filter):

@@ -18,6 +18,7 @@ from .boxes import box_image_labels, read_box_labels, reads_boxes
 from .data import label_table, read_csv_file, read_labels
 from .dicom import read_pixels
 from .parallel import parallel_map
+from .submit import image_shapes
 
 # %% auto #0
 __all__ = ['class_column', 'numeric_columns', 'numeric_histograms', 'scatter_pairs', 'correlation_heatmap', 'label_cooccurrence',
@@ -144,7 +145,7 @@ def box_positions(boxes, # a box table in original pixels (`kit.boxes.read_box_l
                   meta # the images' header table: `fname`, `Rows`, `Columns`
                  ):
     "Where a detection competition's boxes lie (centres as shares of the image's width and height) and how big they are, per class."
-    shapes = {Path(f).stem: (r, c) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns) if pd.notna(r) and pd.notna(c)}
+    shapes = image_shapes(meta)
     b = boxes[boxes[['x0', 'y0', 'x1', 'y1']].notna().all(axis=1).to_numpy() & boxes.image.isin(shapes).to_numpy()]
     h, w = (b.image.map(lambda k: shapes[k][i]).astype(float) for i in (0, 1))
     fig, (where, size) = _grid(2, ncols=2, size=4.)

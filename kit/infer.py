@@ -19,7 +19,7 @@ import yaml
 
 from .cache import read_manifest
 from .data import read_csv_file
-from .dicom import DicomError, get_dicom_files, path_text
+from .dicom import DicomError, get_dicom_files, image_ids, path_text
 from .parallel import n_workers
 from .pipeline import test_inputs, tolerant, unreadable_cause
 from .spec import RunSpec, spec_from_dict
@@ -118,7 +118,8 @@ def run_predictions(learn, # a run's learner (`load_run`)
         bad.update({readable[i]: unreadable_cause(learn, items[i]) for i in np.flatnonzero(failed)})
         readable, items, preds = [f for f, x in zip(readable, failed) if not x], [i for i, x in zip(items, failed) if not x], preds[~failed]
     bad = {f: bad[f] for f in files if f in bad}  # in file order
-    index = pd.Index([Path(f).stem for f in readable], name='image')
+    ids = dict(zip(files, image_ids(files)))  # ids among all the test files: two folders' 1.dcm stay apart
+    index = pd.Index([ids[f] for f in readable], name='image')
     if preds.ndim > 2: return pd.DataFrame({cols[0]: list(preds)}, index=index), bad, items  # a map per image (masks)
     return pd.DataFrame(preds, columns=cols, index=index), bad, items
 
@@ -152,7 +153,7 @@ def _mean_preds(runs, outs, files) -> tuple[pd.DataFrame, dict]:
     values = np.zeros((len(files), len(cols)), np.float32)
     values[keep] = sum(p[cols].to_numpy()[keep[[f not in b for f in files]]] for p, b, _ in outs) / len(outs)
     if bad: values[~keep] = sum(mean()[cols].to_numpy() for _, _, mean in outs) / len(outs)
-    return pd.DataFrame(values, columns=cols, index=pd.Index([Path(f).stem for f in files], name='image')), bad
+    return pd.DataFrame(values, columns=cols, index=pd.Index(image_ids(files), name='image')), bad
 
 def _test_files(data, cache) -> list:
     "The test DICOM files: those under `data`, or the sources of `cache`; one line when there are none."

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .boxes import box_label_kind, reads_boxes
 from .data import CsvError, is_long_format, read_csv_file, split_long_ids
-from .dicom import DicomError, get_dicom_files, is_dicom_file, read_dicom
+from .dicom import DicomError, get_dicom_files, image_ids, is_dicom_file, read_dicom
 from .submit import SUBMISSION_FORMATS, SubmissionFormat, get_format, is_long_sample
 
 # %% auto #0
@@ -211,7 +211,7 @@ def sample_ids(sample, # the sample submission
 
 def key_candidates(meta) -> dict:
     "Every id a sample could use, per row of test `meta`: the file stem, `MATCH_COLUMNS`, the keys of the format presets."
-    cands = {'stem': meta.fname.map(lambda f: Path(f).stem)}
+    cands = {'stem': pd.Series(image_ids(meta.fname), index=meta.index)}
     cands.update({c: meta[c].astype(str).where(meta[c].notna()) for c in MATCH_COLUMNS if c in meta})
     for name, fmt in SUBMISSION_FORMATS.items():
         if fmt.key is None: continue
@@ -245,5 +245,5 @@ def sample_format(key) -> SubmissionFormat:
     "The submission format of sample key `key` (`sample_key`): images reduced to their key by `key.how`, or `auto` when the key is the file name."
     if key.name == 'stem': return get_format('auto')
     def keys(meta):  # the key of each test image, row for row with `meta` (file names may repeat across folders)
-        return pd.Series(key.keys.to_numpy(), index=meta.fname.map(lambda f: Path(f).stem).to_numpy())
+        return pd.Series(key.keys.to_numpy(), index=image_ids(meta.fname))
     return SubmissionFormat(f'key-{key.name}', keys, key.how, f'images reduced to {key.name} by the {key.how}')

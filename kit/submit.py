@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .data import file_size, read_csv_file, split_long_ids
+from .dicom import image_ids
 
 # %% auto #0
 __all__ = ['SUBMISSION_FORMATS', 'long_submission', 'wide_submission', 'aggregate', 'is_long_sample', 'SubmissionFormat',
@@ -118,11 +119,10 @@ def get_format(fmt) -> SubmissionFormat:
 
 # %% ../nbs/09_submit.ipynb #e5e9d2ff
 def _meta_key(*cols):
-    "A key function joining metadata columns `cols` with '_', per image id (file stem)."
+    "A key function joining metadata columns `cols` with '_', per image id (`image_ids`)."
     def key(meta):
-        from pathlib import Path
         key = meta[cols[0]].astype(str).str.cat([meta[c].astype(str) for c in cols[1:]], sep='_')
-        return pd.Series(key.to_numpy(), index=[Path(f).stem for f in meta.fname.tolist()])
+        return pd.Series(key.to_numpy(), index=image_ids(meta.fname.tolist()))
     return key
 
 _ICH = ('epidural', 'intraparenchymal', 'intraventricular', 'subarachnoid', 'subdural', 'any')  # RSNA ICH's labels, in its order
@@ -250,9 +250,9 @@ def _cell_problems(fmt, sub, shapes, k=10) -> list[str]:
     return found[:k] + ([f'and {len(found) - k} more problems in column {sub.columns[1]}'] if len(found) > k else [])
 
 def image_shapes(meta) -> dict:
-    "{file stem: (Rows, Columns)} of a header table (`kit meta` of the test images): what `validate_submission` checks boxes and masks against."
-    meta = meta[meta.Rows.notna() & meta.Columns.notna()] if 'error' in meta else meta
-    return {Path(f).stem: (int(r), int(c)) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns)}
+    "{image id: (Rows, Columns)} of a header table (`kit meta` of the test images), files without a shape left out: what boxes and masks are checked against."
+    known = meta.Rows.notna().to_numpy() & meta.Columns.notna().to_numpy()
+    return {i: (int(r), int(c)) for i, r, c, k in zip(image_ids(meta.fname.tolist()), meta.Rows, meta.Columns, known) if k}
 
 # %% ../nbs/09_submit.ipynb #a18b8b49
 def _write_csv(df, path) -> pd.DataFrame:

@@ -21,7 +21,9 @@ from torch import nn
 from ..boxes import (BOX_FORMATS, BoxFrame, box_format, box_label_kind, clip_boxes, format_prediction_string, fuse_boxes, read_box_labels,
                        reads_boxes, rsna_pneumonia_score, siim_covid_image_map, vinbigdata_map)
 from ..data import read_csv_file
+from ..dicom import image_ids
 from ..pipeline import input_steps
+from ..submit import image_shapes
 from . import Task, register_task
 from ..transforms import GrayToThree
 
@@ -380,7 +382,7 @@ class Detect(Task):
         if data is None: raise ValueError("boxes are written in each image's stored pixels, read from its header: give the test DICOM folder")
         fmt = box_format(format_name or read_boxes_file(runs[0])['format'])
         meta = dicom_meta(files, workers=workers, progress=False).drop_duplicates('fname')
-        shapes = {Path(f).stem: (int(r), int(c)) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns) if pd.notna(r) and pd.notna(c)}
+        shapes = image_shapes(meta)
         parts, bad = [], {}
         for k, ((preds, b), spec) in enumerate(zip(outs, specs)):
             bad.update(b)
@@ -389,7 +391,7 @@ class Detect(Task):
         found = found[found.class_id >= 0]
         if len(runs) > 1 and len(found): found = fuse_boxes(found, ENSEMBLE_IOU, 'wbf')
         if gate is not None: found = found[~(found.image.map(gate) < GATE_EMPTY).to_numpy()]
-        images = [Path(f).stem for f in files]
+        images = image_ids(files)
         readable = [k for f, k in zip(files, images) if f not in bad and k in shapes]
         empty = pd.DataFrame({'image': readable, 'class_id': -1, 'conf': 1., 'x0': np.nan, 'y0': np.nan, 'x1': np.nan, 'y1': np.nan})
         table = with_none(pd.concat([found, empty], ignore_index=True), fmt, gate)

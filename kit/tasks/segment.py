@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from fastai.learner import Metric
 
 from ..data import read_csv_file
+from ..dicom import image_ids
 from ..masks import (RLE_COLUMNS, Triplet, apply_triplet, image_dice, mask_frame, mask_to_model, mask_to_original, read_mask_labels,
                        rle_decode, rle_encode, search_triplet, siim_dice)
 from ..pipeline import input_steps
+from ..submit import image_shapes
 from . import Task, register_task
 from ..transforms import GrayToThree
 
@@ -46,7 +48,7 @@ def read_mask_table(labels, # a run-length csv path or DataFrame: image id first
                    ) -> pd.DataFrame:
     "One row per labelled image with a file: `image`, `mask` (1 when it has one), its run-length strings `_rles` and their `_convention`."
     if meta is None or 'Rows' not in meta: raise ValueError("masks are decoded on each image's size: give the DICOM folder (its headers hold Rows and Columns)")
-    key = meta.fname.map(lambda f: Path(f).stem) if match == 'stem' else meta[match].astype(str)
+    key = pd.Series(image_ids(meta.fname), index=meta.index) if match == 'stem' else meta[match].astype(str)
     ok = meta.Rows.notna() & meta.Columns.notna()
     shapes = dict(zip(key[ok], zip(meta.Rows[ok].astype(int), meta.Columns[ok].astype(int))))
     df = labels if isinstance(labels, pd.DataFrame) else read_csv_file(labels, dtype=str, keep_default_na=False)
@@ -244,10 +246,10 @@ class Segment(Task):
         post = read_masks_file(runs[0])
         convention = convention or post['convention']
         meta = dicom_meta(files, workers=workers, progress=False).drop_duplicates('fname')
-        shapes = {Path(f).stem: (int(r), int(c)) for f, r, c in zip(meta.fname, meta.Rows, meta.Columns) if pd.notna(r) and pd.notna(c)}
+        shapes = image_shapes(meta)
         shown = lambda f, k: f not in bad and k in maps and k in shapes and (gate is None or not gate.get(k, 1.) < GATE_EMPTY_MASK)
         cells = [rle_encode(mask_of(maps[k], shapes[k], specs[0], post['triplet']), convention) if shown(f, k) else '-1'
-                 for f, k in ((f, Path(f).stem) for f in files)]
-        return pd.DataFrame({'image': [Path(f).stem for f in files], 'EncodedPixels': cells}), {f: bad[f] for f in files if f in bad}
+                 for f, k in zip(files, image_ids(files))]
+        return pd.DataFrame({'image': image_ids(files), 'EncodedPixels': cells}), {f: bad[f] for f in files if f in bad}
 
 register_task(Segment())

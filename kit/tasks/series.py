@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import read_csv_file, slice_positions
+from ..dicom import image_ids
 from . import register_task
 from .classify import MultiLabel, mean_auc, weighted_log_loss
 
@@ -225,7 +226,7 @@ def _test_series(data, cache, images) -> pd.DataFrame:
     from kit.cache import cache_meta
     from kit.meta import dicom_meta
     meta = dicom_meta(data, progress=False) if data is not None else cache_meta(cache)
-    meta = meta.assign(image=meta.fname.map(lambda f: Path(f).stem))
+    meta = meta.assign(image=image_ids(meta.fname))
     if 'SeriesInstanceUID' not in meta: log.warning('the test images have no SeriesInstanceUID: each is a series of its own, as the series model never saw one')
     return pd.concat([meta, pd.DataFrame({'image': [i for i in images if i not in set(meta.image)]})], ignore_index=True)
 
