@@ -436,7 +436,7 @@ def synth_cmd(args) -> int:
     elif args.modality == 'MG':
         paths = make_mammography(args.out, n_patients=args.patients or 8, shape=args.shape or (4096, 3328), seed=args.seed, workers=args.workers)
     else: paths = make_competition(args.out, n_patients=args.patients or 24, slices=args.slices, size=args.size, seed=args.seed,
-                                   workers=args.workers, bleeds=args.bleeds, shift=args.shift)
+                                   workers=args.workers, bleeds=args.bleeds, shift=args.shift, studies=args.studies)
     log.info('synthetic competition -> %s (%s)', args.out, ', '.join(p.name for p in paths.values()))
     return 0
 
@@ -509,6 +509,8 @@ def _add_synth(sub):
                         'folders, opacities or none)')
     p.add_argument('--shift', choices=['hospital'], default=None, help='CT with --bleeds 3d: test patients from another hospital '
                                                                       '(noisier scanner, another rescale, thicker slices) and one-slice mimics')
+    p.add_argument('--studies', action='store_true', help='CT: labels per study as RSNA cervical spine has them: <study>/<n>.dcm files, '
+                                                          'train.csv of StudyInstanceUID, patient_overall and each lesion, a row_id,fractured sample')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--workers', type=_workers_arg, default=1, help='processes (default 1)')
     p.set_defaults(func=synth_cmd)

@@ -283,8 +283,8 @@ _SERIES = {'2d': _slices_2d, '3d': _slices_3d}
 
 # %% ../nbs/02_synth.ipynb #7893655f
 def _write_patient(args) -> list[dict]:
-    "Write the slices of one patient; return one row per image (id, path, lesions, pixels of each 3D bleed)."
-    plan, folder, size, file_index, bleeds = args
+    "Write the slices of one patient (as `<uid>.dcm`, or `<study>/<n>.dcm` with `studies`); return one row per image (id, path, study, lesions, pixels of each 3D bleed)."
+    plan, folder, size, file_index, bleeds, studies = args
     hus, lesions, instances, areas = _SERIES[bleeds](plan, size, file_index)
     rows = []
     for i, (uid, hu, les, instance, area) in enumerate(zip(plan['uids'], hus, lesions, instances, areas)):
@@ -294,13 +294,24 @@ def _write_patient(args) -> list[dict]:
                         pixrep_bug=k % 7 == 3 and 'slope' not in plan, ts=TRANSFER_SYNTAXES[k % len(TRANSFER_SYNTAXES)],
                         institution=plan['institution'], manufacturer=plan.get('manufacturer', 'GE MEDICAL SYSTEMS'),
                         slope=plan.get('slope', 1), thickness=plan.get('thickness', 5))
-        fn = Path(folder) / f'{uid}.dcm'
+        fn = Path(folder) / plan['study'] / f'{i + 1}.dcm' if studies else Path(folder) / f'{uid}.dcm'
+        fn.parent.mkdir(exist_ok=True)
         with quiet_uid_warnings(): ds.save_as(fn, enforce_file_format=True)
-        rows.append(dict(image=uid, fname=str(fn), patient=plan['patient'], slice=i, **{l: int(l in les) for l in LESIONS},
+        rows.append(dict(image=uid, fname=str(fn), patient=plan['patient'], study=plan['study'], slice=i, **{l: int(l in les) for l in LESIONS},
                          **{f'{kind}_pixels': n for kind, n in area.items()}))
     return rows
 
 # %% ../nbs/02_synth.ipynb #c7e0bff4
+def _study_labels(df) -> pd.DataFrame:
+    "One row per study as RSNA cervical spine's train.csv: `StudyInstanceUID`, `patient_overall` (any lesion), then each lesion anywhere in the study."
+    per = df.groupby('study', sort=True)[list(LESIONS)].max()
+    return per.assign(patient_overall=per.max(axis=1)).rename_axis('StudyInstanceUID').reset_index()[['StudyInstanceUID', 'patient_overall', *LESIONS]]
+
+def _study_sample(studies) -> pd.DataFrame:
+    "RSNA cervical spine's sample submission of `studies`: `row_id` `<study>_<label>`, `fractured` 0.5."
+    labels = [c for c in studies.columns if c != 'StudyInstanceUID']
+    return pd.DataFrame({'row_id': [f'{s}_{l}' for s in studies.StudyInstanceUID for l in labels], 'fractured': 0.5})
+
 def _long_labels(df) -> pd.DataFrame:
     "Rows `ID_<image>_<label>,Label` in RSNA ICH's long format."
     df = df.assign(any=df[list(LESIONS)].max(axis=1))
@@ -318,9 +329,10 @@ def make_competition(out, # the competition folder
                      seed=0, # of everything drawn (one generator per patient: any `workers` gives the same files)
                      workers=1, # processes writing the patients
                      bleeds='2d', # '2d': bleeds drawn slice by slice; '3d': blobs across slices
-                     shift=None # None, or 'hospital': test patients from another hospital and scanner, one-slice mimics everywhere (needs '3d')
+                     shift=None, # None, or 'hospital': test patients from another hospital and scanner, one-slice mimics everywhere (needs '3d')
+                     studies=False # labels per study as RSNA cervical spine has them: `<study>/<n>.dcm`, `StudyInstanceUID,patient_overall,<lesions>`, `row_id,fractured`
                     ) -> dict:
-    "Write a synthetic RSNA-ICH-style competition to `out`, bleeds drawn per slice (`'2d'`) or as 3D blobs across slices (`'3d'`, with `bleeds.csv`); return the paths written."
+    "Write a synthetic RSNA-ICH-style competition to `out`, bleeds drawn per slice (`'2d'`) or as 3D blobs across slices (`'3d'`, with `bleeds.csv`), labelled per slice or per study; return the paths written."
     if bleeds not in _SERIES: raise ValueError(f"bleeds must be one of {', '.join(_SERIES)}, not {bleeds!r}")
     if shift not in (None, 'hospital'): raise ValueError(f"shift must be None or 'hospital', not {shift!r}")
     if shift and bleeds != '3d': raise ValueError(f"shift='hospital' needs bleeds='3d', not {bleeds!r}")
@@ -328,7 +340,7 @@ def make_competition(out, # the competition folder
     (out/'train_images').mkdir(parents=True, exist_ok=True); (out/'test_images').mkdir(exist_ok=True)
     n_test = int(round(n_patients * test_frac))
     plans = [_patient_plan(seed, p, slices) if not shift else _shifted_plan(seed, p, slices, p < n_test) for p in range(n_patients)]
-    jobs = [(plan, out/('test_images' if p < n_test else 'train_images'), size, p * slices, bleeds) for p, plan in enumerate(plans)]
+    jobs = [(plan, out/('test_images' if p < n_test else 'train_images'), size, p * slices, bleeds, studies) for p, plan in enumerate(plans)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as ex: rows = sum(ex.map(_write_patient, jobs), [])
     else: rows = sum(map(_write_patient, jobs), [])
@@ -336,9 +348,14 @@ def make_competition(out, # the competition folder
     test = df.fname.str.contains('test_images')
     paths = dict(train=out/'train.csv', sample=out/'sample_submission.csv', solution=out/'solution.csv',
                  train_images=out/'train_images', test_images=out/'test_images')
-    _long_labels(df[~test]).to_csv(paths['train'], index=False)
-    _long_labels(df[test]).to_csv(paths['solution'], index=False)
-    _long_labels(df[test]).assign(Label=0.5).to_csv(paths['sample'], index=False)
+    if studies:
+        _study_labels(df[~test]).to_csv(paths['train'], index=False)
+        _study_labels(df[test]).to_csv(paths['solution'], index=False)
+        _study_sample(_study_labels(df[test])).to_csv(paths['sample'], index=False)
+    else:
+        _long_labels(df[~test]).to_csv(paths['train'], index=False)
+        _long_labels(df[test]).to_csv(paths['solution'], index=False)
+        _long_labels(df[test]).assign(Label=0.5).to_csv(paths['sample'], index=False)
     if bleeds == '3d':  # the pixels of each bleed on each slice, to study a model's errors by bleed size
         paths['bleeds'] = out/'bleeds.csv'
         df.assign(split=np.where(test, 'test', 'train'))[['image', 'patient', 'slice', 'split'] + [f'{k}_pixels' for k in LESIONS + (('mimic',) if shift else ())]].to_csv(paths['bleeds'], index=False)

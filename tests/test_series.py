@@ -103,3 +103,24 @@ def test_a_test_slice_the_cache_could_not_read_still_gets_its_rows(series, tmp_p
     ok(_predict(root, comp, root / 'series', tmp_path / 's.csv', '--cache', tmp_path / 'cache'))
     sub = pd.read_csv(tmp_path / 's.csv')
     assert sub.Label.between(0, 1).all() and sub.ID.str.startswith(bad.stem + '_').sum() == 4
+
+
+def test_study_labels_train_a_pooled_series_run_that_submits_one_row_per_study_and_label(tmp_path):
+    "RSNA cervical spine's shape: <study>/<n>.dcm files (the same names in every study), labels per study, a row_id,fractured sample."
+    comp = tmp_path / 'comp'
+    ok(kit('-q', 'synth', comp, '--patients', 12, '--slices', 6, '--size', 64, '--bleeds', '3d', '--studies'))
+    common = ['--labels', comp / 'train.csv', '--match', 'StudyInstanceUID']
+    ok(kit('-q', 'train', comp / 'train_images', *common, '--out', tmp_path / 'slices', '--folds', '--size', 32, *TINY))
+    folds = pd.read_csv(tmp_path / 'slices' / 'fold_0' / 'folds.csv')
+    assert folds.image.is_unique and len(folds) == 9 * 6, 'every slice its own row, though file names repeat across studies'
+    ok(kit('-q', 'train', comp / 'train_images', *common, '--task', 'series', '--slice-runs', tmp_path / 'slices', '--out', tmp_path / 'series',
+           '--epochs', 3, '--n-folds', 3, '--workers', 0))
+    oof = pd.read_csv(tmp_path / 'series' / 'oof.csv')
+    assert oof.groupby(oof.image.str.split('/').str[0]).pred_patient_overall.nunique().eq(1).all(), 'one prediction per study, on each of its slices'
+    out = tmp_path / 'submission.csv'
+    ok(kit('-q', 'predict', '--model', tmp_path / 'series', '--data', comp / 'test_images', '--sample', comp / 'sample_submission.csv',
+           '--format', 'rsna-cervical-spine', '-o', out))
+    sub, sample = pd.read_csv(out), pd.read_csv(comp / 'sample_submission.csv')
+    assert list(sub.columns) == ['row_id', 'fractured'] and list(sub.row_id) == list(sample.row_id)
+    assert sub.fractured.between(0, 1).all() and sub.fractured.nunique() > 3
+    ok(kit('-q', 'validate', out, '--sample', comp / 'sample_submission.csv', '--format', 'rsna-cervical-spine'))

@@ -15,7 +15,7 @@ from . import Task, register_task
 from ..train import make_learner
 
 # %% auto #0
-__all__ = ['mean_auc', 'weighted_log_loss', 'LabelColumns', 'MultiLabel', 'SingleLabel', 'Regression']
+__all__ = ['mean_auc', 'weighted_log_loss', 'log_loss_weights', 'LabelColumns', 'MultiLabel', 'SingleLabel', 'Regression']
 
 # %% ../../nbs/07a_classify.ipynb #cedf73e8
 def _aucs(preds, targs) -> list[float]:
@@ -31,12 +31,19 @@ def mean_auc(preds, targs) -> float:
 
 def weighted_log_loss(preds, # probabilities `(N, labels)`
                       targs, # 0/1 targets `(N, labels)`
-                      weights # one weight per label
+                      weights, # one weight per label
+                      positive=1. # what a positive target's weight is multiplied by (RSNA cervical spine: 2)
                      ) -> float:
-    "Multi-label log loss with a weight per label (RSNA ICH: 1 per subtype, 2 for `any`)."
+    "Multi-label log loss, each row's weighted by label (RSNA ICH: 1 per subtype, 2 for `any`) and by target, and divided by its weights' sum."
     p = np.clip(np.asarray(preds, dtype=np.float64), 1e-7, 1 - 1e-7)
-    t, w = np.asarray(targs, dtype=np.float64), np.asarray(weights, dtype=np.float64)
-    return float(-((t * np.log(p) + (1 - t) * np.log(1 - p)) * w).sum(1).mean() / w.sum())
+    t = np.asarray(targs, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64) * np.where(t == 1, positive, 1.)
+    return float(np.mean((-(t * np.log(p) + (1 - t) * np.log(1 - p)) * w).sum(1) / w.sum(1)))
+
+def log_loss_weights(label_cols) -> dict:
+    "The `weighted_log_loss` weights of the competition whose labels are `label_cols`: RSNA ICH (`any` 2), RSNA cervical spine (`patient_overall` 7, positives twice), else equal."
+    if 'patient_overall' in label_cols: return dict(weights=[7. if c == 'patient_overall' else 1. for c in label_cols], positive=2.)
+    return dict(weights=[2. if c == 'any' else 1. for c in label_cols], positive=1.)
 
 def _column_auc(preds, targs, col) -> float:
     "AUC of column `col`."
@@ -58,7 +65,7 @@ class _ImageTask(Task):
 class MultiLabel(_ImageTask):
     "0/1 labels, one column or several (RSNA ICH's six): sigmoid outputs, mean AUC, AUC of `any`, weighted log loss."
     name, description = 'multi', 'one or several 0/1 labels per image (sigmoid outputs, AUC and weighted log loss)'
-    monitor = 'wlogloss'  # the competition's metric picks the epoch (RSNA ICH's weights; the mean log loss without an `any`)
+    monitor = 'wlogloss'  # the competition's metric picks the epoch (RSNA ICH's or cervical spine's weights; else the mean log loss)
     def recognises(self, labels, label_cols) -> bool: return all(set(labels[c].dropna().unique()) <= {0, 1} for c in label_cols)
     def y_block(self, label_cols):
         from fastai.data.block import MultiCategoryBlock
@@ -76,9 +83,8 @@ class MultiLabel(_ImageTask):
     def stratify(self, label_cols): return 'any' if 'any' in label_cols else label_cols[0]
     def metrics(self, label_cols) -> list:
         from fastai.metrics import AccumMetric, ActivationType
-        weights = [2. if c == 'any' else 1. for c in label_cols]
         ms = [AccumMetric(mean_auc, activation=ActivationType.Sigmoid, flatten=False, name='auc'),
-              AccumMetric(partial(weighted_log_loss, weights=weights), activation=ActivationType.Sigmoid, flatten=False, name='wlogloss')]
+              AccumMetric(partial(weighted_log_loss, **log_loss_weights(label_cols)), activation=ActivationType.Sigmoid, flatten=False, name='wlogloss')]
         if 'any' in label_cols:
             ms.append(AccumMetric(partial(_column_auc, col=list(label_cols).index('any')), activation=ActivationType.Sigmoid,
                                   flatten=False, name='auc_any'))
