@@ -139,10 +139,9 @@ def _audit(metas, layout) -> tuple[list[str], dict]:
         return [f'The audit could not run: {" ".join(str(e).split())}'], {}
 
 # %% ../nbs/16_baseline.ipynb #87e09d68
-def _image_values(meta, column, match) -> pd.Series:
-    "Header `column` of header table `meta` by image id (`match`: 'stem' for the file's id, or a header column)."
-    ids = pd.Series(image_ids(meta.fname), index=meta.index) if match == 'stem' else meta[match]
-    return pd.Series(meta[column].astype(str).to_numpy(), index=ids.astype(str).to_numpy()).groupby(level=0).first()
+def _image_values(meta, column) -> pd.Series:
+    "Header `column` of header table `meta` by image id (`image_ids`, as a run's `oof.csv` names its images)."
+    return pd.Series(meta[column].astype(str).to_numpy(), index=image_ids(meta.fname))
 
 def value_scores(oof, # a run's `oof.csv`: `image`, `pred_<label>`, `<label>`
                  values, # the header value of each image, by image id (`_image_values`)
@@ -159,12 +158,11 @@ def value_scores(oof, # a run's `oof.csv`: `image`, `pred_<label>`, `<label>`
 def confounder_check(oof, # the run's `oof.csv`
                      metas, # the baseline's header tables (`_metas`)
                      column, # a header column the audit flags as a likely confounder
-                     label, # the label it predicts
-                     match='stem'
+                     label # the label it predicts
                     ) -> str:
     "What the baseline checked of a likely confounder: the validation AUC per value of `column`, and the test's values that no training image has."
     try:
-        scores = value_scores(oof, _image_values(metas['train'], column, match), label)
+        scores = value_scores(oof, _image_values(metas['train'], column), label)
         unseen = sorted(set(metas['test'][column].dropna().astype(str)) - set(metas['train'][column].dropna().astype(str))) if column in metas['test'] else []
     except (KeyError, ValueError) as e: return f'{column}: the validation score per value could not be made ({e})'
     per = '; '.join(f'{v} {r.auc:.2f} ({r.images:.0f} images, {r.positive:.0%} positive)' for v, r in scores.head(5).iterrows())
@@ -265,7 +263,7 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
                                          cache=out / 'cache_test', meta=metas['test'], workers=workers, progress=progress,
                                          predictions=out / 'predictions.csv')
     if problems: raise ValueError(f"{out / 'submission.csv'} is invalid: {problems[0]}")
-    checks = [confounder_check(out / 'run' / 'oof.csv', metas, c, label, layout.match) for c, label in confounders.items()]
+    checks = [confounder_check(out / 'run' / 'oof.csv', metas, c, label) for c, label in confounders.items()]
     res = dict(title=title or f'kit baseline: {layout.root.name}', layout=layout, plan=plan, key=key, best_epoch=best, times=times,
                findings=findings, checks=[c for c in checks if c], out=out, minutes=budget, rows=len(sub), numerics=_numerics())
     if solution is not None:

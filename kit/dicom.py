@@ -93,7 +93,7 @@ def get_dicom_files(path, recurse=True, folders=None) -> list[Path]:
             res += [Path(dirpath)/f for f in filenames if not f.startswith('.') and is_dicom_file(Path(dirpath)/f)]
     return sorted(res)
 
-# %% ../nbs/00_dicom.ipynb #1854fd78
+# %% ../nbs/00_dicom.ipynb #94b584bd
 def image_ids(files) -> list[str]:
     "The id of each of `files`: its file stem, or where files share a stem (`<study>/1.dcm`), its last folders and stem, as few as tell them apart (`<study>/1`)."
     paths = [Path(f) for f in files]

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR', 'EPOCH_FIXED_S', 'RESERVE', 'CONTEXT_COST', 'SERIES_FOLDS',
-           'SERIES_SLICES', 'SERIES_EPOCHS', 'SERIES_LR', 'Ladder', 'Plan', 'image_seconds', 'run_seconds',
-           'plan_training', 'measure_step', 'measure_render', 'pick_windows', 'pick_series', 'pick_context']
+__all__ = ['LADDERS', 'MIN_EPOCHS', 'MAX_EPOCHS', 'EPOCH_FACTOR', 'EPOCH_FIXED_S', 'RESERVE', 'RUN_FOLDS', 'CONTEXT_COST',
+           'SERIES_FOLDS', 'SERIES_SLICES', 'SERIES_EPOCHS', 'SERIES_LR', 'Ladder', 'Plan', 'image_seconds',
+           'run_seconds', 'plan_training', 'measure_step', 'measure_render', 'pick_windows', 'pick_series',
+           'pick_context']
 
 # %% ../nbs/15a_plan.ipynb #3ba792d6
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ class Ladder:
 LADDERS = {'cpu': Ladder('resnet18', (128, 96, 64, 32), 64, 'fp32', 32),
            'gpu': Ladder('resnet50', (512, 384, 256, 192, 128), 256, 'fp16', 64)}
 MIN_EPOCHS, MAX_EPOCHS = 4, 20
-EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.2, 3., 0.15
+EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.5, 3., 0.15  # an epoch's seconds per image trained on (validation and loading included) over `measure_step`'s
+RUN_FOLDS = 5  # the folds of a single run: it trains on 4 in 5 of the images
 CONTEXT_COST = 0.1  # extra time per training image for each neighbouring slice it reads (one on either side: +17-24% measured on 2 CPUs)
 SERIES_FOLDS, SERIES_SLICES = 3, 8  # a series stage trains the slice model on this many folds, for series of this many slices or more (median)
 SERIES_EPOCHS, SERIES_LR = 30, 2e-3  # of the series stage itself (seconds on a CPU)
@@ -75,10 +77,11 @@ def image_seconds(t0, # seconds per training image at side `measured`
 def run_seconds(n_train, # training images
                 n_test, # test images
                 t, # seconds per training image (`image_seconds`)
-                epochs # epochs
+                epochs, # epochs
+                folds=RUN_FOLDS # the run trains on all folds of `n_train` but one, and validates on that one
                ) -> tuple[float, float]:
     "Seconds per epoch on `n_train` images and for the whole run (`epochs`, then predicting `n_test`), at `t` s per image."
-    epoch = n_train * t * EPOCH_FACTOR + EPOCH_FIXED_S
+    epoch = n_train * (1 - 1 / folds) * t * EPOCH_FACTOR + EPOCH_FIXED_S
     return epoch, epochs * epoch + n_test * t / 3
 
 def plan_training(n_train, # training images
@@ -96,7 +99,7 @@ def plan_training(n_train, # training images
     "Arch, side and epochs that fit training on `n_train` images and predicting `n_test` in `seconds`, at `t0` s per image (ladder's side)."
     lad, folds = LADDERS['gpu' if gpu else 'cpu'], SERIES_FOLDS if series else 1
     t0, seconds = t0 * (1 + 2 * context * CONTEXT_COST), seconds / folds
-    cost = lambda s, e: run_seconds(n_train, n_test, image_seconds(t0, lad.measured, s), e)
+    cost = lambda s, e: run_seconds(n_train, n_test, image_seconds(t0, lad.measured, s), e, SERIES_FOLDS if series else RUN_FOLDS)
     sizes = (size,) if size else lad.sizes
     s = next((s for s in sizes if cost(s, epochs or MIN_EPOCHS)[1] <= seconds), sizes[-1])
     epoch, _ = cost(s, 1)
