@@ -141,7 +141,7 @@ def _audit(metas, layout) -> tuple[list[str], dict]:
 # %% ../nbs/16_baseline.ipynb #87e09d68
 def _image_values(meta, column) -> pd.Series:
     "Header `column` of header table `meta` by image id (`image_ids`, as a run's `oof.csv` names its images)."
-    return pd.Series(meta[column].astype(str).to_numpy(), index=image_ids(meta.fname))
+    return pd.Series(meta[column].astype(str).to_numpy(), index=image_ids(meta.fname)).groupby(level=0).first()  # a file listed twice, once
 
 def value_scores(oof, # a run's `oof.csv`: `image`, `pred_<label>`, `<label>`
                  values, # the header value of each image, by image id (`_image_values`)
@@ -177,7 +177,7 @@ def _plan(layout, metas, seconds, arch, size, epochs, workers, context, series=N
     import torch
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     lad, windows = LADDERS['gpu' if device == 'cuda' else 'cpu'], pick_windows(metas['train'])
-    series = pick_series(metas['train']) if series is None else series
+    series = pick_series(metas['train'], layout.match) if series is None else series
     context = (0 if series else pick_context(metas['train'])) if context is None else context
     bs = min(lad.bs, max(2, layout.n_train // 4))
     if size and epochs:
@@ -235,7 +235,7 @@ def baseline(input, # the competition folder (input/SLUG, /kaggle/input/SLUG in 
              epochs=None, # epochs instead of the budget's choice
              workers=None, # processes (None: all cores)
              context=None, # neighbouring slices on either side (None: 1 for CT series, `pick_context`; 0 with a series stage)
-             series=None, # slice runs on every fold, then a series stage (None: for CT series of `SERIES_SLICES` slices or more, `pick_series`)
+             series=None, # slice runs on every fold, then a series stage (None: for CT series of `SERIES_SLICES` slices or more, or labelled per study, `pick_series`)
              seed=0, # of the folds, the model and the batches
              plan=None, # a `Plan` to follow instead of measuring this machine and fitting `minutes` (`kit demo`'s)
              solution=None, # the held-out answers (csv like the sample): the report scores the submission and shows where the model looks

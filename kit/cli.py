@@ -481,7 +481,8 @@ def _add_baseline(sub):
     p.add_argument('--context', type=_number_arg(int, lambda n: n >= 0, 'a number of slices, 0 or more'), default=None,
                    help='neighbouring slices on either side of each image, as extra channels (default: 1 for CT series of 3 to 7 slices, else 0)')
     p.add_argument('--series', action=argparse.BooleanOptionalAction, default=None,
-                   help='slice runs on 3 folds, then a series stage on their out-of-fold predictions (default: for CT series of 8 slices or more)')
+                   help='slice runs on 3 folds, then a series stage on their out-of-fold predictions (default: for CT series of 8 slices '
+                        'or more, or labelled per study or series)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--workers', type=_workers_arg, default=None, help='processes (default: all cores)')
     p.set_defaults(func=baseline_cmd)

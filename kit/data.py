@@ -11,7 +11,6 @@ import logging
 import os
 import stat
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -34,8 +34,8 @@ class Ladder:
 LADDERS = {'cpu': Ladder('resnet18', (128, 96, 64, 32), 64, 'fp32', 32),
            'gpu': Ladder('resnet50', (512, 384, 256, 192, 128), 256, 'fp16', 64)}
 MIN_EPOCHS, MAX_EPOCHS = 4, 20
-EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.5, 3., 0.15  # an epoch's seconds per image trained on (validation and loading included) over `measure_step`'s
-RUN_FOLDS = 5  # the folds of a single run: it trains on 4 in 5 of the images
+EPOCH_FACTOR, EPOCH_FIXED_S, RESERVE = 1.1, 3., 0.15  # an epoch's seconds per image over `measure_step`'s (a validation image a third of one trained on)
+RUN_FOLDS = 5  # the folds of a single run: it trains on 4 in 5 of the images and validates on 1
 CONTEXT_COST = 0.1  # extra time per training image for each neighbouring slice it reads (one on either side: +17-24% measured on 2 CPUs)
 SERIES_FOLDS, SERIES_SLICES = 3, 8  # a series stage trains the slice model on this many folds, for series of this many slices or more (median)
 SERIES_EPOCHS, SERIES_LR = 30, 2e-3  # of the series stage itself (seconds on a CPU)
@@ -81,7 +81,7 @@ def run_seconds(n_train, # training images
                 folds=RUN_FOLDS # the run trains on all folds of `n_train` but one, and validates on that one
                ) -> tuple[float, float]:
     "Seconds per epoch on `n_train` images and for the whole run (`epochs`, then predicting `n_test`), at `t` s per image."
-    epoch = n_train * (1 - 1 / folds) * t * EPOCH_FACTOR + EPOCH_FIXED_S
+    epoch = n_train * (1 - 2 / 3 / folds) * t * EPOCH_FACTOR + EPOCH_FIXED_S
     return epoch, epochs * epoch + n_test * t / 3
 
 def plan_training(n_train, # training images
@@ -115,7 +115,7 @@ def measure_step(arch, # timm model name
                  bs, # batch size
                  device='cpu', # 'cpu' or 'cuda'
                  n_out=1, # outputs of the model
-                 steps=2 # timed passes after a first one
+                 steps=4 # timed passes after a first one
                 ) -> float:
     "Seconds per image of a forward and backward pass of timm model `arch` on random `bs` x 3 x `size` x `size` batches (fp16 on a GPU)."
     import timm, torch
@@ -155,10 +155,12 @@ def _placed_slices(meta) -> pd.Series:
     if pick_windows(meta) == 'hist' or 'SeriesInstanceUID' not in meta: return pd.Series([], dtype=float)
     return pd.Series(np.isfinite(slice_positions(meta)), index=meta.index).groupby(meta['SeriesInstanceUID']).sum()
 
-def pick_series(meta) -> bool:
-    "Whether a series stage is worth it: CT series of `SERIES_SLICES` slices or more (median), which a GRU reads whole."
+def pick_series(meta, # the training images' header table
+                label_match='stem' # what the labels' ids are: a study's or a series' labels need a model of the whole sequence
+               ) -> bool:
+    "Whether a series stage is worth it: CT series of `SERIES_SLICES` slices or more (median), which a GRU reads whole, or CT series labelled per study or series."
     placed = _placed_slices(meta)
-    return bool(len(placed) > 0 and placed.median() >= SERIES_SLICES)
+    return bool(len(placed) > 0 and (placed.median() >= SERIES_SLICES or label_match in ('StudyInstanceUID', 'SeriesInstanceUID')))
 
 def pick_context(meta) -> int:
     "Neighbouring slices for each image: 1 (2.5D, the first step of strong head-CT solutions) when the images are CT series of 3 slices or more, else 0."

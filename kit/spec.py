@@ -22,7 +22,7 @@ class RunSpec:
     data: str | None = None  # folder of the training DICOMs (None: the images of `cache` alone)
     labels: str | None = None  # label csv, wide or long
     cache: str | None = None  # a `kit preprocess` folder of the same DICOMs: the fast path
-    match: str = 'stem'  # how label ids find files: 'stem' or a header column
+    match: str = 'stem'  # how label ids find files: 'stem' or a header column (StudyInstanceUID: labels per study, for every slice)
     task: str | None = None  # a registered task (`list_tasks`); None: inferred from the labels
     label_cols: tuple = ()  # the outputs' labels, in order (found from the labels when empty)
     arch: str = 'resnet18'  # any timm model name
