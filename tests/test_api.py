@@ -10,7 +10,7 @@ import kit.all
 API = {
     'dicom': '''
     DICOM_EXTS DicomError NotDicomError TruncatedError NoPixelDataError MissingDecoderError MissingTagError
-    is_regular_file has_dicom_preamble is_dicom_file path_text get_dicom_files quiet_uid_warnings max_decode_bytes
+    is_regular_file has_dicom_preamble is_dicom_file path_text get_dicom_files image_ids quiet_uid_warnings max_decode_bytes
     read_dicom check_pixel_length decode_reduction box_reduce stored_range has_pixrep_bug read_pixels slice_position
     sort_slices read_series''',
     'parallel': '''
@@ -54,7 +54,7 @@ API = {
     SCRATCH_HEAD MODEL_PACKAGES WeightsError weights_file make_learner DDPTrainer package_versions best_epoch fit_run train fit_folds
     train_folds''',
     'tasks.classify': '''
-    mean_auc weighted_log_loss LabelColumns MultiLabel SingleLabel Regression''',
+    mean_auc weighted_log_loss log_loss_weights LabelColumns MultiLabel SingleLabel Regression''',
     'tasks.segment': '''
     GATE_EMPTY_MASK MASKS_FILE TRIPLET_GRID reads_masks read_mask_table to_model to_original MaskTarget tensor_mask DiceBCELoss
     SiimDice unet_learner read_masks_file mask_of Segment''',
@@ -65,7 +65,7 @@ API = {
     Detect''',
     'tasks.series': '''
     SERIES_HIDDEN slice_run_folders oof_features series_order SeriesSequences series_sequences pad_series SliceSequence
-    SeriesLoss present_metric series_metrics series_dataloaders series_learner series_predictions Series predict_series''',
+    SeriesLoss present_metric series_metrics label_group series_dataloaders series_learner series_predictions Series predict_series''',
     'infer': '''
     GATE_COLUMNS RunError read_config load_run training_label_mean run_predictions run_frames predict gate_probabilities''',
     'submit': '''
@@ -90,7 +90,7 @@ API = {
     MATCH_COLUMNS IMAGE_IDS HEADER_PROBES SPLIT_NAME LayoutError Layout split_folder label_ids header_ids id_match
     find_layout SampleKey sample_ids key_candidates sample_key sample_format''',
     'plan': '''
-    LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE CONTEXT_COST SERIES_FOLDS SERIES_SLICES SERIES_EPOCHS SERIES_LR
+    LADDERS MIN_EPOCHS MAX_EPOCHS EPOCH_FACTOR EPOCH_FIXED_S RESERVE RUN_FOLDS CONTEXT_COST SERIES_FOLDS SERIES_SLICES SERIES_EPOCHS SERIES_LR
     Ladder Plan image_seconds run_seconds plan_training measure_step measure_render pick_windows pick_series pick_context''',
     'baseline': '''
     stage long_log_loss label_prior label_examples images_figure windows_figure default_out value_scores confounder_check baseline baseline_report''',
