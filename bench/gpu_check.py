@@ -5,8 +5,9 @@
 Made for a lent GPU machine whose image has torch and timm but not kit's other needs: carry them as wheels in `.whl/`
 (see the device tool's README) and this script installs them to /tmp/site first. Carried on 2026-12-04: fastai,
 fastcore, fastdownload, fasttransform, plum-dispatch, beartype, pydicom, the pylibjpeg plugins, pyjpegls, imagecodecs,
-kornia, kornia_rs, segmentation-models-pytorch, and fastprogress 1.0.3 (1.1 imports fasthtml); add captum for `kit explain`. Each stage runs as its own process
-under a time limit, its whole output in `OUT/<stage>.log`; the last lines of each and a summary are printed.
+kornia, kornia_rs, segmentation-models-pytorch, and fastprogress 1.0.3 (1.1 imports fasthtml); add captum for
+`kit explain`. Each stage runs as its own process under a time limit (`--minutes`, one per stage), its whole output in
+`OUT/<stage>.log`; the last lines of each and a summary are printed.
 - unit: the device, `WindowBatch` on the GPU against the CPU, a fastai `HUBlock` batch on the GPU, fp16 and bf16 steps.
 - tests: the tests of training, boxes, masks, series and the pipeline, run on the GPU (mixed precision by default).
 - classify: `bench/train_bench.py`'s throughput of kit against a plain timm loop (AMP both sides).
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 UNIT = r'''
 from pathlib import Path
 import torch
-from fastai.vision.all import DataBlock, RegressionBlock, Learner, TensorImage
+from fastai.vision.all import DataBlock, RegressionBlock, TensorImage
 from kit.transforms import WindowBatch, HUBlock
 from kit.synth import make_competition
 print('device:', torch.cuda.get_device_name(), 'torch', torch.__version__)
