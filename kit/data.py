@@ -148,7 +148,8 @@ def label_table(meta, # header table of the files (`dicom_meta`), with `fname`
     if missing == len(df): raise ValueError(f'no label id matches a file by {match}; try match=SOPInstanceUID or another column')
     if missing: log.warning('%d label ids have no file; they are left out', missing)
     df = df[df.fname.notna()].reset_index(drop=True)
-    return df[['image', *[c for c in df.columns if c != 'image' and (c != 'label_id' or match != 'stem')]]]
+    if match == 'stem': df = df.drop(columns='label_id')  # the file id already
+    return df[['image', *df.columns.drop('image')]]
 
 # %% ../nbs/06_data.ipynb #45a53246
 def patient_folds(df, # one row per image

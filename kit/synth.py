@@ -350,8 +350,8 @@ def make_competition(out, # the competition folder
                  train_images=out/'train_images', test_images=out/'test_images')
     if studies:
         _study_labels(df[~test]).to_csv(paths['train'], index=False)
-        _study_labels(df[test]).to_csv(paths['solution'], index=False)
-        _study_sample(_study_labels(df[test])).to_csv(paths['sample'], index=False)
+        (solution := _study_labels(df[test])).to_csv(paths['solution'], index=False)
+        _study_sample(solution).to_csv(paths['sample'], index=False)
     else:
         _long_labels(df[~test]).to_csv(paths['train'], index=False)
         _long_labels(df[test]).to_csv(paths['solution'], index=False)

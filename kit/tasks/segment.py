@@ -246,10 +246,10 @@ class Segment(Task):
         post = read_masks_file(runs[0])
         convention = convention or post['convention']
         meta = dicom_meta(files, workers=workers, progress=False).drop_duplicates('fname')
-        shapes = image_shapes(meta)
+        shapes, ids = image_shapes(meta), image_ids(files)
         shown = lambda f, k: f not in bad and k in maps and k in shapes and (gate is None or not gate.get(k, 1.) < GATE_EMPTY_MASK)
         cells = [rle_encode(mask_of(maps[k], shapes[k], specs[0], post['triplet']), convention) if shown(f, k) else '-1'
-                 for f, k in zip(files, image_ids(files))]
-        return pd.DataFrame({'image': image_ids(files), 'EncodedPixels': cells}), {f: bad[f] for f in files if f in bad}
+                 for f, k in zip(files, ids)]
+        return pd.DataFrame({'image': ids, 'EncodedPixels': cells}), {f: bad[f] for f in files if f in bad}
 
 register_task(Segment())
